@@ -139,19 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slack_sink: {err}", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     # serve_forever runs on a worker thread because shutdown() must be called from another thread than the one
-    # serving; the main thread only waits for a signal.
+    # serving; the main thread only waits for SIGTERM/SIGINT. The signals are blocked before any thread starts (threads
+    # inherit the mask), so sigwait receives them at once.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     worker.start()
     bound_host, bound_port = server.server_address[:2]
     # The first stdout line is the address actually bound: callers that passed port 0 read it from there.
     print(f"listening on {bound_host}:{bound_port}", flush=True)
     print(f"slack_sink: appending to {args.out}", file=sys.stderr, flush=True)
-    while not stop.wait(timeout=1.0):
-        pass
+    signal.sigwait(stop_signals)
     server.shutdown()
     server.server_close()
     worker.join(timeout=5.0)

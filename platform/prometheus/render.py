@@ -2,10 +2,11 @@
 """Renders Vigie's Prometheus and Alertmanager configuration templates into runnable files.
 
 Why templates: neither Prometheus nor Alertmanager expands environment variables in its configuration, and Vigie's
-ports must be overridable in one place. So `prometheus.yml.tmpl` and `alertmanager.yml.tmpl` hold `${VIGIE_…}`
-placeholders; their defaults (the ports of DESIGN.md and the tools' usual ones) live in DEFAULTS below, the one place
-a deployment overrides by exporting the variable. Rules, the blackbox module file and the postgres-exporter queries
-have no ports and are used as they are.
+ports must be overridable in one place. So `prometheus.yml.tmpl` and `alertmanager.yml.tmpl` hold dollar-brace
+VIGIE_* placeholders, filled from the environment. The one place a deployment sets ports is deploy/local/ports.env
+(deploy/local/vigie-local passes every port to this script); DEFAULTS below repeat those defaults (checked equal by
+tests/platform) so the renderer also works on its own, e.g. for the config checks. Rules, the blackbox module file
+and the postgres-exporter queries have no ports and are used as they are.
 
     render.py --out-dir var/etc          # writes var/etc/prometheus.yml and var/etc/alertmanager.yml
     render.py --print-env                # prints NAME=value for every variable, defaults applied (shell-sourceable)
@@ -24,7 +25,7 @@ from pathlib import Path
 
 PLATFORM_DIR = Path(__file__).resolve().parent.parent
 
-# The one place where the default ports live. Override any of them through the environment.
+# Defaults when the environment does not set a variable: the same values as deploy/local/ports.env.
 DEFAULTS: dict[str, str] = {
     "VIGIE_GATEWAY_PORT": "8080",
     "VIGIE_GATEWAY_ADMIN_PORT": "9080",
