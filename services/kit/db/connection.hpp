@@ -50,6 +50,8 @@ class Connection {
     Connection& operator=(const Connection&) = delete;
 
     /// Opens a connection within `timeout`. Throws DbError(unavailable) on failure or when the deadline passes.
+    /// libpq resolves a `host` name synchronously in PQconnectStart; use `hostaddr` or a unix socket directory
+    /// where a slow resolver must not stall the executor.
     static boost::asio::awaitable<std::unique_ptr<Connection>> connect(
         boost::asio::any_io_executor executor, std::string conninfo, std::chrono::milliseconds timeout,
         std::shared_ptr<const detail::Instruments> instruments = nullptr);

@@ -32,12 +32,22 @@ namespace {
 // An acquirer parked in the wait queue. It lives in the acquiring coroutine's frame; the pool wakes it by
 // cancelling its timer after filling in why.
 struct Waiter {
-    explicit Waiter(const asio::any_io_executor& executor, Clock::time_point deadline) : timer(executor, deadline) {}
+    Waiter(const asio::any_io_executor& executor, Clock::time_point deadline, std::deque<Waiter*>& queue)
+        : timer(executor, deadline), queue(queue) {}
+    // If the coroutine frame is destroyed while parked (its io_context shutting down), leave no dangling entry.
+    ~Waiter() {
+        if (auto it = std::find(queue.begin(), queue.end(), this); it != queue.end()) {
+            queue.erase(it);
+        }
+    }
+    Waiter(const Waiter&) = delete;
+    Waiter& operator=(const Waiter&) = delete;
 
     asio::steady_timer timer;
     std::unique_ptr<Connection> handed;  // a connection passed on directly by release()
     bool slot = false;                   // room freed up: the waiter may open a connection itself
     std::optional<DbError> failure;      // the pool closed or the database is unreachable
+    std::deque<Waiter*>& queue;
 };
 
 constexpr std::chrono::milliseconds kPingTimeout{1000};
@@ -102,23 +112,21 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
                 }
                 co_return lend(std::move(connection), start);
             }
+            if (!healthy_) {
+                // The background probe is reconnecting; requests fail at once instead of each waiting for a
+                // connect timeout of their own.
+                throw DbError(DbError::Kind::unavailable, "database unavailable: " + last_error_);
+            }
             if (total() < options_.size) {
-                if (!healthy_ && Clock::now() < next_connect_at_) {
-                    wait_duration_.observe(std::chrono::duration<double>(Clock::now() - start).count());
-                    throw DbError(DbError::Kind::unavailable, "database unavailable: " + last_error_);
-                }
                 auto connection = co_await open();  // throws DbError(unavailable)
                 co_return lend(std::move(connection), start);
-            }
-            if (!healthy_) {
-                throw DbError(DbError::Kind::unavailable, "database unavailable: " + last_error_);
             }
             if (waiters_.size() >= options_.max_waiters) {
                 throw DbError(DbError::Kind::pool_exhausted, "database pool '" + options_.name + "' exhausted: " +
                                                                  std::to_string(options_.max_waiters) +
                                                                  " acquirers already waiting");
             }
-            Waiter waiter(executor_, deadline);
+            Waiter waiter(executor_, deadline, waiters_);
             if (front) {
                 waiters_.push_front(&waiter);
             } else {
@@ -249,10 +257,9 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
             if (self->closed_ || self->healthy_) {
                 break;
             }
-            if (self->total() >= self->options_.size || Clock::now() < self->next_connect_at_) {
-                // No room (every slot is busy) or an acquirer just tried: look again later.
-                self->next_connect_at_ =
-                    std::max(self->next_connect_at_, Clock::now() + self->options_.reconnect_interval);
+            if (self->total() >= self->options_.size) {
+                // Every slot is taken by a connection still out on lease: look again later.
+                self->next_connect_at_ = Clock::now() + self->options_.reconnect_interval;
                 continue;
             }
             try {

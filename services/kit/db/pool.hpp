@@ -24,8 +24,9 @@ struct PoolOptions {
     std::chrono::milliseconds acquire_timeout{1000};
     std::chrono::milliseconds query_timeout{2000};
     std::chrono::milliseconds connect_timeout{2000};
-    /// While the database is unreachable, connection attempts are spaced this far apart and acquire() fails fast
-    /// in between; a background probe reconnects on the same rhythm so the pool heals without traffic.
+    /// After a failed connection attempt the pool is unhealthy: acquire() fails at once with `unavailable` (unless
+    /// an idle connection is left) while a background probe retries on this rhythm, so the pool heals by itself,
+    /// with or without traffic.
     std::chrono::milliseconds reconnect_interval{250};
 };
 
@@ -69,9 +70,9 @@ struct PoolStats {
 /// An asynchronous libpq connection pool for Asio coroutines.
 ///
 /// Every call must run on `executor`, which must be single-threaded (one io_context thread, or a strand): the pool
-/// takes no locks. healthy() alone may be read from any thread. Metrics: db_query_duration_seconds,
-/// db_pool_connections{state}, db_pool_waiting, db_pool_wait_duration_seconds, db_pool_max_connections,
-/// db_connect_errors_total, all labelled with `pool`.
+/// takes no locks. healthy() alone may be read from any thread. The io_context must outlive the pool and its leases.
+/// Metrics: db_query_duration_seconds, db_pool_connections{state}, db_pool_waiting, db_pool_wait_duration_seconds,
+/// db_pool_max_connections, db_connect_errors_total, all labelled with `pool`.
 class Pool {
   public:
     /// Opens nothing yet: connections are made on demand. `tracer` may be null (no spans).
@@ -83,7 +84,7 @@ class Pool {
 
     /// An idle connection, a new one if there is room, or a place in the bounded wait queue. Throws
     /// DbError(pool_exhausted) when the queue is full, DbError(timeout) after acquire_timeout and
-    /// DbError(unavailable) at once while the database is known to be unreachable.
+    /// DbError(unavailable) at once while the pool is unhealthy.
     boost::asio::awaitable<Lease> acquire();
 
     /// acquire() + Connection::query() + release. `query_name` is a bounded label ("user_by_id").

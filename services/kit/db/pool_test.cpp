@@ -204,6 +204,53 @@ TEST_F(PoolTest, LeaseLeftInTransactionIsDiscarded) {
     EXPECT_NE(run(io_, pool.query("pid", "SELECT pg_backend_pid()")).get<std::int64_t>(0, 0), pid);
 }
 
+TEST_F(PoolTest, SerializationFailureIsClassified) {
+    Pool pool(io_.get_executor(), options("serializable", 2), nullptr);
+    run(io_, pool.query("create", "CREATE TABLE shifts (doctor text, on_call bool)"));
+    run(io_, pool.query("fill", "INSERT INTO shifts VALUES ('alice', true), ('bob', true)"));
+    // Classic write skew: each transaction reads both rows, then takes a different doctor off call.
+    const auto kind = error_kind(io_, [&]() -> asio::awaitable<void> {
+        Lease first = co_await pool.acquire();
+        Lease second = co_await pool.acquire();
+        for (Lease* lease : {&first, &second}) {
+            co_await (*lease)->query("begin", begin_statement(Isolation::serializable));
+            co_await (*lease)->query("count", "SELECT count(*) FROM shifts WHERE on_call");
+        }
+        co_await first->query("off", "UPDATE shifts SET on_call = false WHERE doctor = 'alice'");
+        co_await second->query("off", "UPDATE shifts SET on_call = false WHERE doctor = 'bob'");
+        co_await first->query("commit", "COMMIT");
+        co_await second->query("commit", "COMMIT");
+    }());
+    EXPECT_EQ(kind, DbError::Kind::serialization);
+}
+
+TEST_F(PoolTest, DestroyingThePoolFailsWaiters) {
+    std::optional<Pool> pool;
+    pool.emplace(io_.get_executor(), options("closing", 1), nullptr);
+    std::optional<DbError::Kind> waiter_error;
+    run(io_, [&]() -> asio::awaitable<void> {
+        Lease held = co_await pool->acquire();
+        bool finished = false;
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&]() -> asio::awaitable<void> {
+                try {
+                    co_await pool->acquire();
+                } catch (const DbError& e) {
+                    waiter_error = e.kind();
+                }
+                finished = true;
+            },
+            asio::detached);
+        co_await sleep_for(20ms);
+        pool.reset();
+        while (!finished) {
+            co_await sleep_for(5ms);
+        }
+    }());
+    EXPECT_EQ(waiter_error, DbError::Kind::unavailable);
+}
+
 TEST_F(PoolTest, ExhaustionIsBoundedAndWaitersAreServedInOrder) {
     PoolOptions opts = options("exhaust", 1);
     opts.max_waiters = 2;

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -131,9 +132,7 @@ PgServer::PgServer() {
     port_ = free_port();
     const auto data = dir_ / "data";
     try {
-        run_as_server_user({(bindir_ / "initdb").string(), "-D", data.string(), "-U", "postgres", "-A", "trust", "-E",
-                            "UTF8", "--locale=C", "--no-sync", "--no-instructions"},
-                           "initdb.log");
+        make_data_directory(data);
         // Appended settings win over initdb's. Durability is pointless for a throwaway server.
         std::ofstream conf(data / "postgresql.conf", std::ios::app);
         conf << "\nlisten_addresses = ''\n"
@@ -197,6 +196,41 @@ void PgServer::start() {
     run_as_server_user({(bindir_ / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-l",
                         (dir_ / "server.log").string(), "-w", "-t", "30", "start"},
                        "pg_ctl_start.log");
+}
+
+void PgServer::make_data_directory(const std::filesystem::path& data) const {
+    // initdb costs over a second and ctest runs every test case in its own process, so the first run leaves a
+    // pristine cluster behind and later ones copy it. Keyed on the binaries (a cluster belongs to one major version)
+    // and the server user; published with rename() so no one ever copies a half-written template.
+    const passwd* user = ::geteuid() == 0 ? ::getpwnam(kServerUser) : nullptr;
+    const uid_t server_uid = user != nullptr ? user->pw_uid : ::geteuid();
+    const std::filesystem::path cache = "/tmp/vigie-pg-template-v1-" + std::to_string(server_uid) + "-" +
+                                        std::to_string(std::hash<std::string>{}(bindir_.string()));
+    struct stat info {};
+    if (::lstat(cache.c_str(), &info) == 0 && S_ISDIR(info.st_mode) && info.st_uid == server_uid &&
+        std::filesystem::exists(cache / "PG_VERSION")) {
+        try {
+            run_as_server_user({"/bin/cp", "-a", cache.string(), data.string()}, "copy.log");
+            return;
+        } catch (const std::exception&) {
+            std::error_code ignored;
+            std::filesystem::remove_all(data, ignored);  // fall back to initdb
+        }
+    }
+    run_as_server_user({(bindir_ / "initdb").string(), "-D", data.string(), "-U", "postgres", "-A", "trust", "-E",
+                        "UTF8", "--locale=C", "--no-sync", "--no-instructions", "--wal-segsize=1"},
+                       "initdb.log");
+    try {
+        const std::filesystem::path staging = dir_ / "template";
+        run_as_server_user({"/bin/cp", "-a", data.string(), staging.string()}, "copy.log");
+        if (::rename(staging.c_str(), cache.c_str()) != 0) {
+            // Another test process published one first: keep theirs.
+            std::error_code ignored;
+            std::filesystem::remove_all(staging, ignored);
+        }
+    } catch (const std::exception&) {
+        // Caching is an optimisation only.
+    }
 }
 
 void PgServer::run_as_server_user(const std::vector<std::string>& argv, const std::string& log_name) const {

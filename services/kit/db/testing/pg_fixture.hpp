@@ -11,8 +11,10 @@ namespace vigie::db::testing {
 ///
 /// By default starts a private one: initdb + pg_ctl from /usr/lib/postgresql/15/bin (override with
 /// VIGIE_PG_BINDIR) in a fresh /tmp directory, listening only on a unix socket in that directory, durability off
-/// for speed. As root it runs the server as the `postgres` user, because PostgreSQL refuses to run as root. When
-/// VIGIE_TEST_PG_CONNINFO is set, that already-running server is used instead (CI); it must allow CREATE DATABASE.
+/// for speed. The first initdb is kept as /tmp/vigie-pg-template-* and copied by later runs (initdb is the slow
+/// part, and ctest starts every test case as its own process). As root it runs the server as the `postgres` user,
+/// because PostgreSQL refuses to run as root. When VIGIE_TEST_PG_CONNINFO is set, that already-running server is used
+/// instead (CI); it must allow CREATE DATABASE.
 class PgServer {
   public:
     PgServer();
@@ -37,6 +39,7 @@ class PgServer {
     void start();
 
   private:
+    void make_data_directory(const std::filesystem::path& data) const;
     void run_as_server_user(const std::vector<std::string>& argv, const std::string& log_name) const;
 
     bool owned_ = false;
