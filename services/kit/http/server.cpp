@@ -362,7 +362,12 @@ private:
                 if (middleware_) {
                     intercepted = co_await middleware_(context);
                 }
-                response = intercepted ? std::move(*intercepted) : co_await match.route->handler(context);
+                // Plain if/else: GCC 12 miscompiles co_await inside a conditional expression (double destruction).
+                if (intercepted) {
+                    response = std::move(*intercepted);
+                } else {
+                    response = co_await match.route->handler(context);
+                }
             } catch (const ProblemError& e) {
                 response = problem(e.status(), e.what());
             } catch (const std::exception& e) {

@@ -56,9 +56,11 @@ void UserApi::add_routes(http::Router& router) {
     router.add(http::Verb::post, "/api/v1/auth/login", bind(&UserApi::login));
 }
 
+// Not a coroutine on purpose: GCC 12 lets a lambda inside a coroutine capture the caller's parameter instead of
+// the coroutine frame's copy.
 asio::awaitable<std::string> UserApi::hash(std::string password) {
-    auto cost = cost_;
-    co_return co_await workers_.run([password = std::move(password), cost] { return auth::hash_password(password, cost); });
+    return workers_.run<std::string>(
+        [password = std::move(password), cost = cost_] { return auth::hash_password(password, cost); });
 }
 
 asio::awaitable<http::Response> UserApi::create(http::RequestContext& context) {
@@ -72,7 +74,8 @@ asio::awaitable<http::Response> UserApi::create(http::RequestContext& context) {
     auto password_hash = co_await hash(std::move(password));
     std::optional<User> user;
     try {
-        user = co_await store_.create(email, name, password_hash, "user", context.span);
+        const std::string role = "user";
+        user = co_await store_.create(email, name, password_hash, role, context.span);
     } catch (const db::DbError& e) {
         if (!is_email_conflict(e)) {
             throw;
@@ -95,8 +98,11 @@ asio::awaitable<http::Response> UserApi::login(http::RequestContext& context) {
 
     auto user = co_await store_.find_by_email(email, context.span);
     auto stored_hash = user ? user->password_hash : dummy_hash_;
-    bool ok = co_await workers_.run(
-        [stored_hash, password = std::move(password)] { return auth::verify_password(stored_hash, password); });
+    // Named, not a temporary: GCC 12 mishandles non-trivial temporaries that live across a co_await.
+    std::function<bool()> verify = [stored_hash, password = std::move(password)] {
+        return auth::verify_password(stored_hash, password);
+    };
+    bool ok = co_await workers_.run<bool>(std::move(verify));
     if (!user || !ok) {
         co_return http::problem(Status::unauthorized, "invalid e-mail or password");
     }
