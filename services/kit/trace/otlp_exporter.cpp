@@ -108,6 +108,13 @@ bool valid_port(std::string_view port) {
            value <= 65535;
 }
 
+/// now + timeout without overflowing when a caller passes something like milliseconds::max().
+SteadyClock::time_point deadline_after(std::chrono::milliseconds timeout) {
+    const auto now = SteadyClock::now();
+    const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::time_point::max() - now);
+    return timeout >= room ? SteadyClock::time_point::max() : now + timeout;
+}
+
 bool retryable_status(unsigned status) {
     return status == 429 || status == 502 || status == 503 || status == 504;
 }
@@ -425,7 +432,7 @@ bool BatchExporter::send(std::vector<std::unique_ptr<SpanData>>& batch, SteadyCl
     body_.clear();
     append_otlp_json(body_, service_name_, resource_attributes_, batch);
     const auto start = SteadyClock::now();
-    const auto result = client_.post(body_, std::min(deadline, start + export_timeout_));
+    const auto result = client_.post(body_, std::min(deadline, deadline_after(export_timeout_)));
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
     retryable = result.retryable;
     if (result.ok) {
@@ -515,7 +522,7 @@ void BatchExporter::shutdown(std::chrono::milliseconds deadline) {
         {
             const std::lock_guard lock(mutex_);
             stopping_ = true;
-            shutdown_deadline_ = SteadyClock::now() + deadline;
+            shutdown_deadline_ = deadline_after(deadline);
         }
         wake_.notify_one();
         if (thread_.joinable()) {

@@ -478,6 +478,17 @@ TEST_F(OtlpExport, ClosedPortDropsAndCountsWithoutBlocking) {
               2u);
 }
 
+TEST_F(OtlpExport, HugeShutdownDeadlineDoesNotOverflow) {
+    metrics::Registry registry;
+    Tracer tracer(TracerOptions{.service_name = "user", .otlp_endpoint = closed_port_endpoint(), .flush_interval = 1h},
+                  registry);
+    tracer.start_span("op", SpanKind::internal, nullptr).end();
+    // An overflowed (past) deadline would drop the span as "shutdown" without trying; the closed port refuses at once.
+    tracer.shutdown(std::chrono::milliseconds::max());
+    EXPECT_EQ(dropped(registry, "export_failed"), 1);
+    EXPECT_EQ(dropped(registry, "shutdown"), 0);
+}
+
 TEST_F(OtlpExport, HungCollectorNeverBlocksEndingSpansAndMemoryStaysBounded) {
     TestCollector collector({}, TestCollector::Mode::never_respond);
     metrics::Registry registry;

@@ -200,8 +200,10 @@ void Span::end() {
 // ---- Tracer ----
 
 Tracer::Tracer(TracerOptions options, metrics::Registry& registry) : options_(std::move(options)) {
-    if (options_.max_batch == 0 || options_.queue_capacity == 0) {
-        throw std::invalid_argument("tracer: max_batch and queue_capacity must be positive");
+    if (options_.max_batch == 0 || options_.queue_capacity == 0 || options_.flush_interval.count() <= 0 ||
+        options_.export_timeout.count() <= 0) {
+        throw std::invalid_argument(
+            "tracer: max_batch, queue_capacity, flush_interval and export_timeout must be positive");
     }
     const double ratio = std::isnan(options_.sample_ratio) ? 0.0 : std::clamp(options_.sample_ratio, 0.0, 1.0);
     sample_all_ = ratio >= 1.0;

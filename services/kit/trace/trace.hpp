@@ -103,7 +103,8 @@ struct TracerOptions {
 
 class Tracer {
   public:
-    /// Throws std::invalid_argument on a malformed endpoint or max_batch/queue_capacity of 0. Registers on
+    /// Throws std::invalid_argument on a malformed endpoint or a zero max_batch, queue_capacity, flush_interval or
+    /// export_timeout. Registers on
     /// `registry`: otel_spans_exported_total, otel_spans_dropped_total{reason}, otel_export_duration_seconds{outcome},
     /// otel_span_queue_size.
     explicit Tracer(TracerOptions options, metrics::Registry& registry = metrics::registry());

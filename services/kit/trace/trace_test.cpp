@@ -157,6 +157,8 @@ TEST(Tracer, RejectsBadOptions) {
                  std::invalid_argument);
     EXPECT_THROW(Tracer(TracerOptions{.service_name = "s", .otlp_endpoint = "collector:4318"}), std::invalid_argument);
     EXPECT_THROW(Tracer(TracerOptions{.service_name = "s", .max_batch = 0}), std::invalid_argument);
+    EXPECT_THROW(Tracer(TracerOptions{.service_name = "s", .flush_interval = 0ms}), std::invalid_argument)
+        << "a zero interval would spin the export thread";
 }
 
 TEST(Tracer, FullQueueDropsAndCountsWithoutBlocking) {
