@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -214,6 +215,23 @@ def test_status_fails_when_a_process_is_stopped(stack: Stack):
         # `up` repairs it: it starts whatever should run and does not.
         stack.run("up")
     assert stack.run("status").returncode == 0
+
+
+def test_up_recovers_when_supervisord_was_killed(stack: Stack):
+    # supervisord dies without stopping its programs: they keep their ports. `up` must stop those orphans (and
+    # PostgreSQL) and bring a supervised stack back, with the data.
+    pid = int((stack.state / "supervisor" / "supervisord.pid").read_text())
+    orphans = set(stack.supervisor_pids().values())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.run("status", check=False).returncode == 3
+    recovered = stack.run("up")
+    assert "left running without supervisord" in recovered.stderr, recovered.stderr
+    assert not orphans & set(stack.supervisor_pids().values())
+    assert not [p for p in orphans if Path(f"/proc/{p}").exists()]
+    assert stack.login().status_code == 200
 
 
 def test_down_stops_everything_and_up_keeps_the_data(stack: Stack):
