@@ -55,6 +55,14 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def process_alive(pid: int) -> bool:
+    """True for a live process; a zombie (dead, not yet reaped by init) counts as gone."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 class Stack:
     def __init__(self, state: Path, ports: dict[str, int]) -> None:
         self.state = state
@@ -224,13 +232,13 @@ def test_up_recovers_when_supervisord_was_killed(stack: Stack):
     orphans = set(stack.supervisor_pids().values())
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert stack.run("status", check=False).returncode == 3
     recovered = stack.run("up")
     assert "left running without supervisord" in recovered.stderr, recovered.stderr
     assert not orphans & set(stack.supervisor_pids().values())
-    assert not [p for p in orphans if Path(f"/proc/{p}").exists()]
+    assert not [p for p in orphans if process_alive(int(p))]
     assert stack.login().status_code == 200
 
 
