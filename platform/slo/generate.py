@@ -3,12 +3,12 @@
 
     platform/slo/generate.py            # writes platform/prometheus/rules/slo-<service>.generated.yml
     platform/slo/generate.py --check    # exits 1 (and says which file) when the committed output is stale
-    platform/slo/generate.py --install  # only builds the pinned Sloth into .cache/ (done on demand otherwise)
+    platform/slo/generate.py --install  # only builds the pinned Sloth into the tool cache (done on demand otherwise)
 
 One definition per service (platform/slo/<service>.yml, Sloth's prometheus/v1 spec) is the single source; the
 generated files are committed so Prometheus and promtool tests use them without Sloth, and `--check` (run by the
 test suite) keeps them current. Sloth is not packaged for Debian: it is built once from the Go module proxy at the
-pinned version into .cache/sloth/<version>/bin (about 5 minutes on 2 cores, then cached). Stdlib only.
+pinned version into ~/.cache/vigie/sloth/<version>/bin ($VIGIE_TOOL_CACHE) (about 5 minutes on 2 cores, then cached). Stdlib only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ SLOTH_VERSION = "v0.16.0"
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_DIR = ROOT / "platform" / "slo"
 RULES_DIR = ROOT / "platform" / "prometheus" / "rules"
-CACHE = ROOT / ".cache"
+# Heavy tool builds are cached per machine (not per clone): a fresh clone, as CI makes, reuses them.
+CACHE = Path(os.environ.get("VIGIE_TOOL_CACHE", Path.home() / ".cache" / "vigie"))
 SLOTH = CACHE / "sloth" / SLOTH_VERSION / "bin" / "sloth"
 GENERATED_SUFFIX = ".generated.yml"
 INSTALL_TIMEOUT_SECONDS = 1800
@@ -49,7 +50,7 @@ def install_sloth() -> Path:
             f"Sloth {SLOTH_VERSION} is not cached at {SLOTH} and no Go toolchain is on PATH to build it"
         )
     env = dict(os.environ)
-    # Everything Go downloads or builds stays under .cache/, so a second run costs nothing and nothing leaks to $HOME.
+    # Everything Go downloads or builds stays under the tool cache, so a second run costs nothing.
     env.update(
         GOBIN=str(SLOTH.parent),
         GOPATH=str(CACHE / "go" / "path"),
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate Vigie's SLO rules from platform/slo/*.yml with Sloth.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="fail if the committed generated rules are not current")
-    mode.add_argument("--install", action="store_true", help=f"only build Sloth {SLOTH_VERSION} into .cache/")
+    mode.add_argument("--install", action="store_true", help=f"only build Sloth {SLOTH_VERSION} into the tool cache")
     parser.add_argument(
         "--rules-dir",
         type=Path,

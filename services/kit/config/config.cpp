@@ -17,7 +17,7 @@ namespace {
 // Secrets are small; refusing big files catches a NAME_FILE pointing at the wrong thing (a log, /dev/zero).
 constexpr std::size_t kMaxSecretFileBytes = 64 * 1024;
 
-std::string quoted(std::string_view value) {
+std::string in_quotes(std::string_view value) {
     std::string out = "\"";
     for (char c : value) {
         // Keep the message on one log line whatever the value holds.
@@ -51,18 +51,18 @@ std::optional<std::int64_t> parse_int(std::string_view text) {
 std::string read_secret_file(const std::string& variable, const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-        throw ConfigError(variable, "cannot open " + quoted(path) + ": " + std::strerror(errno));
+        throw ConfigError(variable, "cannot open " + in_quotes(path) + ": " + std::strerror(errno));
     }
     std::string content;
     char buffer[4096];
     while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
         content.append(buffer, static_cast<std::size_t>(in.gcount()));
         if (content.size() > kMaxSecretFileBytes) {
-            throw ConfigError(variable, quoted(path) + " is larger than 64 KiB, not a secret file");
+            throw ConfigError(variable, in_quotes(path) + " is larger than 64 KiB, not a secret file");
         }
     }
     if (in.bad()) {
-        throw ConfigError(variable, "cannot read " + quoted(path));
+        throw ConfigError(variable, "cannot read " + in_quotes(path));
     }
     // Editors and `echo` add one trailing newline; a secret never legitimately ends with one.
     if (!content.empty() && content.back() == '\n') {
@@ -133,7 +133,7 @@ std::optional<std::string> Env::optional_secret(std::string_view name) const {
     }
     std::string content = read_secret_file(file_variable, *file);
     if (content.empty()) {
-        throw ConfigError(file_variable, quoted(*file) + " is empty");
+        throw ConfigError(file_variable, in_quotes(*file) + " is empty");
     }
     return content;
 }
@@ -154,7 +154,7 @@ std::int64_t Env::integer(std::string_view name, std::int64_t fallback, std::int
     auto value = parse_int(*text);
     if (!value || *value < min || *value > max) {
         throw ConfigError(std::string(name), "expected an integer in [" + std::to_string(min) + ", " +
-                                                 std::to_string(max) + "], got " + quoted(*text));
+                                                 std::to_string(max) + "], got " + in_quotes(*text));
     }
     return *value;
 }
@@ -175,7 +175,7 @@ double Env::number(std::string_view name, double fallback, double min, double ma
     if (ec != std::errc{} || ptr != last || first == last || !std::isfinite(value) || value < min || value > max) {
         std::ostringstream range;
         range << "[" << min << ", " << max << "]";
-        throw ConfigError(std::string(name), "expected a number in " + range.str() + ", got " + quoted(*text));
+        throw ConfigError(std::string(name), "expected a number in " + range.str() + ", got " + in_quotes(*text));
     }
     return value;
 }
@@ -191,7 +191,7 @@ bool Env::boolean(std::string_view name, bool fallback) const {
     if (*text == "false" || *text == "0") {
         return false;
     }
-    throw ConfigError(std::string(name), "expected true, false, 1 or 0, got " + quoted(*text));
+    throw ConfigError(std::string(name), "expected true, false, 1 or 0, got " + in_quotes(*text));
 }
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
@@ -235,7 +235,7 @@ std::chrono::milliseconds Env::duration(std::string_view name, std::chrono::mill
         return *value;
     }
     throw ConfigError(std::string(name),
-                      "expected a whole number with a unit (ms, s, m, h) such as 250ms or 2s, got " + quoted(*text));
+                      "expected a whole number with a unit (ms, s, m, h) such as 250ms or 2s, got " + in_quotes(*text));
 }
 
 std::uint16_t Env::port(std::string_view name, std::uint16_t fallback) const {
@@ -245,7 +245,7 @@ std::uint16_t Env::port(std::string_view name, std::uint16_t fallback) const {
     }
     auto value = parse_int(*text);
     if (!value || *value < 0 || *value > 65535) {
-        throw ConfigError(std::string(name), "expected a port in [0, 65535], got " + quoted(*text));
+        throw ConfigError(std::string(name), "expected a port in [0, 65535], got " + in_quotes(*text));
     }
     return static_cast<std::uint16_t>(*value);
 }

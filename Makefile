@@ -1,0 +1,64 @@
+# Vigie — the two commands are `make up` (run the platform) and `make test` (prove it). See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTEST := .cache/venv/bin/pytest
+CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
+SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run' 'tools/*' | grep -v -E '\.(txt|lock)$$')
+
+.PHONY: help deps build build-asan build-fuzz up down status test lint format test-unit test-asan fuzz-smoke \
+        test-python clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+deps: ## install the pinned packages and tools (idempotent, cached)
+	tools/install-deps.sh
+
+build: deps ## build the services (release)
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j2
+
+build-asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan -j2
+
+build-fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j2
+
+up: build ## run the whole platform locally (state in var/)
+	deploy/local/vigie-local up
+
+down: ## stop everything `make up` started
+	deploy/local/vigie-local down
+
+status: ## show what runs and the health of Prometheus targets
+	deploy/local/vigie-local status
+
+format: ## rewrite C++ sources with clang-format
+	clang-format-14 -i $(CXX_SOURCES)
+
+lint: deps build ## clang-format, clang-tidy and shellcheck, all enforced
+	clang-format-14 --dry-run -Werror $(CXX_SOURCES)
+	tools/clang-tidy.sh build/release
+	shellcheck $(SHELL_SCRIPTS)
+
+test-unit: build ## C++ unit tests (release)
+	ctest --preset release -j2
+
+test-asan: build-asan ## C++ unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --preset asan -j2
+
+fuzz-smoke: build-fuzz ## run every libFuzzer target briefly
+	tools/fuzz-smoke.sh build/fuzz
+
+test-python: build ## platform, system, gateway and local-platform tests (pytest)
+	$(PYTEST) tests
+
+test: lint test-unit test-asan fuzz-smoke test-python ## every test: lint, unit, sanitizers, fuzz, system
+
+clean: ## remove build outputs (not var/)
+	rm -rf build
