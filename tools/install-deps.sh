@@ -7,7 +7,8 @@ set -euo pipefail
 usage() {
     cat <<'USAGE'
 Usage: tools/install-deps.sh [--apt-only | --python-only]
-Installs what Vigie needs to build, run and test, at pinned versions. Safe to re-run.
+Installs what Vigie needs to build, run and test, at pinned versions: Debian packages, the Python test tools
+(.cache/venv) and tools built from the Go module proxy (Sloth, cached in ~/.cache/vigie). Safe to re-run.
 USAGE
 }
 
@@ -61,6 +62,12 @@ install_python() {
     (cd / && sha256sum "$req") >"$stamp"
 }
 
+install_tools() {
+    # Tools built from the Go module proxy, cached per machine in ~/.cache/vigie (see each script).
+    "$root/platform/slo/generate.py" --install >/dev/null
+}
+
 ((do_apt)) && install_apt
 ((do_python)) && install_python
+((do_apt && do_python)) && install_tools
 exit 0
