@@ -307,7 +307,7 @@ private:
 
     asio::awaitable<Response> handle(Request& request, std::string_view client) {
         auto start = Clock::now();
-        RequestContext context{request, {}, {}, {}, {}, {}, {}, {}};
+        RequestContext context{request, {}, {}, {}, {}, {}, {}, {}, client};
         auto target = request.target();
         auto question = target.find('?');
         context.path = target.substr(0, question);

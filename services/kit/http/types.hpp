@@ -50,6 +50,7 @@ struct RequestContext {
     std::string request_id;
     trace::SpanContext span;  ///< the server span of this request: parent of the handler's own spans
     Clock::time_point deadline;
+    std::string_view client;  ///< the peer's IP address (per-client limits, X-Forwarded-For); empty when unknown
 };
 
 using Handler = std::function<boost::asio::awaitable<Response>(RequestContext&)>;
