@@ -247,8 +247,7 @@ def service_dashboard(s: Service) -> dm.Dashboard:
                             Q(f"sum(changes(process_start_time_seconds{{{sel}}}[$__range]))", "restarts"),
                             thresholds=_rising(1, 3)))
     d = d.with_panel(single("Uptime", "Time since the oldest instance started.",
-                            Q(f"max(service:process_uptime:seconds{{{sel}}})", "uptime"), unit="s",
-                            thresholds=_rising(1e12, 1e12)))
+                            Q(f"max(service:process_uptime:seconds{{{sel}}})", "uptime"), unit="s"))
 
     d = d.with_row(db.Row("Traffic and errors"))
     d = d.with_panel(ts("Request rate by route", "Requests per second by route template and method.",

@@ -433,8 +433,8 @@ class Traffic:
     changes, the summary route, and the client errors real clients make (bad password, no token, bad input,
     unknown order)."""
 
-    def __init__(self, base_url: str) -> None:
-        self.base = base_url
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = routes  # path prefix -> base URL
         self.session = requests.Session()
         self.stop = threading.Event()
         self.counts: dict[str, int] = {}
@@ -450,7 +450,8 @@ class Traffic:
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response | None:
         try:
-            response = self.session.request(method, self.base + path, timeout=5, **kwargs)
+            base = max((p for p in self.routes if path.startswith(p)), key=len)
+            response = self.session.request(method, self.routes[base] + path, timeout=5, **kwargs)
         except requests.RequestException:
             self.counts["transport error"] = self.counts.get("transport error", 0) + 1
             return None
@@ -532,7 +533,8 @@ class Prometheus:
 
 
 def _resolve_variables(prometheus: Prometheus, dashboard: dict) -> dict[str, str]:
-    """A real value for each query variable, read from Prometheus the way Grafana would (label_values)."""
+    """The value Grafana would put in each query variable: "All" (its allValue) where that is the default, else the
+    first value its label_values query finds; the query must find some either way. Empty when one finds none."""
     values = {}
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "datasource":
@@ -543,7 +545,8 @@ def _resolve_variables(prometheus: Prometheus, dashboard: dict) -> dict[str, str
         found = prometheus.label_values(match.group(1), match.group(2))
         if not found:
             return {}
-        values[variable["name"]] = found[0]
+        all_selected = variable.get("includeAll") and variable.get("current", {}).get("value") == "$__all"
+        values[variable["name"]] = variable["allValue"] if all_selected else found[0]
     return values
 
 
@@ -562,7 +565,7 @@ def test_every_panel_query_returns_data(live_stack: LiveStack):
 
     dashboards = load_dashboards()
     pending: dict[str, str] = {}
-    with Traffic(live_stack.url("VIGIE_GATEWAY_PORT")) as traffic:
+    with Traffic({"/api/v1/": live_stack.url("VIGIE_GATEWAY_PORT")}) as traffic:
         deadline = time.monotonic() + LIVE_DEADLINE
         while True:
             pending = {}
