@@ -125,9 +125,9 @@ std::string_view begin_statement(Isolation isolation) {
     return "BEGIN";
 }
 
-Connection::Connection(asio::any_io_executor executor, PGconn* connection,
+Connection::Connection(const asio::any_io_executor& executor, PGconn* connection,
                        std::shared_ptr<const detail::Instruments> instruments)
-    : connection_(connection), socket_(std::move(executor)), instruments_(std::move(instruments)) {
+    : connection_(connection), socket_(executor), instruments_(std::move(instruments)) {
     try {
         socket_.assign(PQsocket(connection_));
     } catch (...) {

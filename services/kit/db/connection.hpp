@@ -83,7 +83,7 @@ class Connection {
     std::string_view database() const;
 
   private:
-    Connection(boost::asio::any_io_executor executor, pg_conn* connection,
+    Connection(const boost::asio::any_io_executor& executor, pg_conn* connection,
                std::shared_ptr<const detail::Instruments> instruments);
 
     boost::asio::awaitable<Result> run(std::string_view sql, const Params& params,
