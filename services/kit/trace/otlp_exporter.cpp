@@ -323,7 +323,7 @@ struct OtlpHttpClient::Impl {
     Result run_exchange(SteadyClock::time_point deadline) {
         std::optional<Result> result;
         io.restart();
-        asio::co_spawn(io, exchange(deadline), [&result](std::exception_ptr error, Result r) {
+        asio::co_spawn(io, exchange(deadline), [&result](const std::exception_ptr& error, Result r) {
             result = error ? Result{false, true, 0, "unexpected exception"} : std::move(r);
         });
         io.run();

@@ -14,7 +14,6 @@
 namespace vigie::order {
 
 namespace asio = boost::asio;
-using http::ProblemError;
 using http::Status;
 
 namespace {
