@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import PLATFORM, REPO, RULES_DIR, load_yaml, run
+from conftest import PLATFORM, REPO, RULES_DIR, load_yaml, run, tool
 
 GRAFANA = PLATFORM / "grafana"
 GENERATOR = GRAFANA / "dashboards.py"
@@ -321,6 +321,21 @@ def test_dashboards_cover_what_the_issue_asks():
     host = _exprs(dashboards["host.json"])
     for wanted in ("node_cpu", "node_memory", "node_filesystem", "node_network"):
         assert wanted in host, wanted
+
+
+def test_every_query_parses(tmp_path):
+    """Offline, before the live test: each query (variables substituted) as a recording rule for promtool."""
+    rules = []
+    for name, dashboard in load_dashboards().items():
+        variables = {v["name"]: "placeholder" for v in dashboard["templating"]["list"]}
+        exprs = [a["expr"] for a in dashboard["annotations"]["list"] if a.get("expr")]
+        exprs += [t["expr"] for p in panels(dashboard) for t in p.get("targets", [])]
+        rules += [{"record": f"dashboard_check:{name.removesuffix('.json').replace('-', '_')}:{i}",
+                   "expr": _substitute(expr, variables)} for i, expr in enumerate(exprs)]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(json.dumps({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
+    result = run([tool("promtool"), "check", "rules", str(path)])
+    assert result.returncode == 0, f"promtool check rules on the dashboards' queries:\n{result.stdout}{result.stderr}"
 
 
 def test_recording_rules_used_by_panels_exist():
