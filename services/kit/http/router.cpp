@@ -34,6 +34,29 @@ bool is_dot_segment(std::string_view segment) {
     return dot(segment, i) && i == segment.size();
 }
 
+bool allow_lists(std::string_view allow, std::string_view method) {
+    while (!allow.empty()) {
+        auto comma = allow.find(", ");
+        if (allow.substr(0, comma) == method) {
+            return true;
+        }
+        allow = comma == std::string_view::npos ? std::string_view() : allow.substr(comma + 2);
+    }
+    return false;
+}
+
+bool same_shape(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (is_parameter(a[i]) != is_parameter(b[i]) || (!is_parameter(a[i]) && a[i] != b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 bool split_path(std::string_view path, std::vector<std::string_view>& segments) {
@@ -70,13 +93,14 @@ void Router::add(Verb method, std::string pattern, Handler handler) {
     if (!split_path(pattern, views)) {
         throw std::invalid_argument("malformed route template: " + pattern);
     }
+    Compiled compiled;
+    compiled.segments.assign(views.begin(), views.end());
     for (std::size_t i = 0; i < routes_.size(); ++i) {
-        if (routes_[i]->method == method && routes_[i]->pattern == pattern) {
+        // "/users/{id}" and "/users/{name}" have the same shape: the second could never match.
+        if (routes_[i]->method == method && same_shape(compiled_[i].segments, compiled.segments)) {
             throw std::invalid_argument("duplicate route: " + pattern);
         }
     }
-    Compiled compiled;
-    compiled.segments.assign(views.begin(), views.end());
     compiled_.push_back(std::move(compiled));
     routes_.push_back(std::make_unique<Route>(Route{method, std::move(pattern), std::move(handler), routes_.size()}));
 }
@@ -100,10 +124,14 @@ RouteMatch Router::match(Verb method, std::string_view path, PathParams& params)
             continue;
         }
         if (routes_[i]->method != method) {
-            if (!result.allow.empty()) {
-                result.allow += ", ";
+            // Each method once, even when a literal and a parameter template both match ("/users/me", "/users/{id}").
+            auto name = boost::beast::http::to_string(routes_[i]->method);
+            if (!allow_lists(result.allow, name)) {
+                if (!result.allow.empty()) {
+                    result.allow += ", ";
+                }
+                result.allow += name;
             }
-            result.allow += std::string(boost::beast::http::to_string(routes_[i]->method));
             result.kind = RouteMatch::Kind::method_not_allowed;
             continue;
         }
