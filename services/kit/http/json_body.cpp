@@ -1,6 +1,8 @@
 #include "kit/http/json_body.hpp"
 
+#include <algorithm>
 #include <boost/beast/http/field.hpp>
+#include <cctype>
 
 #include "kit/http/problem.hpp"
 
@@ -38,7 +40,7 @@ int nesting_depth(std::string_view text) {
 bool is_json_media_type(std::string_view content_type) {
     auto end = content_type.find(';');
     auto media = content_type.substr(0, end);
-    while (!media.empty() && media.back() == ' ') {
+    while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) {
         media.remove_suffix(1);
     }
     constexpr std::string_view kJson = "application/json";
@@ -124,9 +126,11 @@ std::int64_t JsonFields::integer(std::string_view key, std::int64_t min, std::in
     const auto* value = find(key, true);
     std::int64_t result = 0;
     if (value->is_number_unsigned()) {
+        // Compared as unsigned first: casting 2^64-1 would wrap to -1 and pass a negative range.
         auto u = value->get<std::uint64_t>();
-        if (u > static_cast<std::uint64_t>(max)) {
-            bad_request("field " + field_name(key) + " must be at most " + std::to_string(max));
+        if (max < 0 || u > static_cast<std::uint64_t>(max)) {
+            bad_request("field " + field_name(key) + " must be between " + std::to_string(min) + " and " +
+                        std::to_string(max));
         }
         result = static_cast<std::int64_t>(u);
     } else if (value->is_number_integer()) {
