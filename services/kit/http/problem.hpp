@@ -14,6 +14,12 @@ namespace vigie::http {
 Response problem(Status status, std::string_view detail, std::string_view type = "about:blank",
                  unsigned version = 11);
 
+/// The same for a literal type URI: without it `problem(status, "detail", "https://…")` would be ambiguous between
+/// the string_view and the nlohmann::json overloads.
+inline Response problem(Status status, std::string_view detail, const char* type, unsigned version = 11) {
+    return problem(status, detail, std::string_view(type), version);
+}
+
 /// The same with extra members (e.g. {"errors": [...]}) merged into the body.
 Response problem(Status status, std::string_view detail, const nlohmann::json& extra, unsigned version = 11);
 
