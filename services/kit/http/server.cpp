@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -261,10 +262,24 @@ private:
             beast_http::request_parser<beast_http::string_body> parser;
             parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
             parser.body_limit(options_.max_body_bytes);
+            // One deadline for head and body together, so a client trickling bytes cannot extend it.
             stream.expires_after(options_.read_timeout);
-            co_await beast_http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+            co_await beast_http::async_read_header(stream, buffer, parser,
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+            std::optional<Response> refusal;
             if (ec) {
-                if (auto refusal = refusal_for(ec)) {
+                refusal = refusal_for(ec);
+            } else if (ambiguous_framing(parser.get())) {
+                refusal = problem(Status::bad_request,
+                                  "Transfer-Encoding must be exactly 'chunked' (HTTP/1.1, without Content-Length)");
+            } else {
+                co_await beast_http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+                if (ec) {
+                    refusal = refusal_for(ec);
+                }
+            }
+            if (ec || refusal) {
+                if (refusal) {
                     refusal->keep_alive(false);
                     stream.expires_after(options_.write_timeout);
                     co_await beast_http::async_write(stream, *refusal, asio::redirect_error(asio::use_awaitable, ec));
@@ -285,6 +300,20 @@ private:
         }
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream.socket().close(ec);
+    }
+
+    /// Request smuggling guard. Beast 1.74 frames a request whose Transfer-Encoding it does not understand
+    /// ("gzip", "chunked, gzip", a second Transfer-Encoding header) by its Content-Length or as bodiless, where a proxy
+    /// in front may frame the same bytes otherwise (RFC 9112 §6.1): such a request gets 400 and the connection closes.
+    static bool ambiguous_framing(const Request& request) {
+        auto encodings = request.count(beast_http::field::transfer_encoding);
+        if (encodings == 0) {
+            return false;
+        }
+        if (encodings > 1 || request.version() < 11 || request.count(beast_http::field::content_length) > 0) {
+            return true;
+        }
+        return !beast::iequals(request[beast_http::field::transfer_encoding], "chunked");
     }
 
     /// The answer to a request that could not be read, or nothing when the connection just ended or timed out.
@@ -319,8 +348,13 @@ private:
 
         RouteMatch match;
         std::optional<Response> early;
+        thread_local std::vector<std::string_view> segments;
         if (context.path.empty() || context.path.front() != '/') {
             early = problem(Status::bad_request, "the request target must be an absolute path");
+        } else if (!split_path(context.path, segments)) {
+            // "//", "." and ".." (also percent-encoded): refused rather than normalised, so that no proxy in front
+            // and no handler behind can disagree about which resource was meant.
+            early = problem(Status::bad_request, "the request path has empty or dot segments");
         } else {
             match = router_.match(request.method(), context.path, context.params);
             if (match.kind == RouteMatch::Kind::not_found) {
