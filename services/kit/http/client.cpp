@@ -11,6 +11,7 @@
 #include <boost/beast/http/write.hpp>
 #include <charconv>
 #include <deque>
+#include <poll.h>
 
 #include "kit/http/server.hpp"
 #include "kit/metrics/registry.hpp"
@@ -50,8 +51,14 @@ std::optional<Endpoint> parse_http_endpoint(std::string_view url) {
         return std::nullopt;
     }
     auto host = url.substr(0, colon);
-    if (host.front() == '[' && host.back() == ']') {
+    if (host.front() == '[') {
+        // An IPv6 literal must be bracketed whole ("[::1]"); anything else around the brackets is not a host.
+        if (host.size() < 3 || host.back() != ']') {
+            return std::nullopt;
+        }
         host = host.substr(1, host.size() - 2);
+    } else if (host.find_first_of("[]:@?#") != std::string_view::npos) {
+        return std::nullopt;  // an unbracketed IPv6 literal, user info or a query: ambiguous, refuse
     }
     unsigned port = 0;
     auto digits = url.substr(colon + 1);
@@ -69,6 +76,15 @@ struct Connection {
     beast::tcp_stream stream;
     beast::flat_buffer buffer;
 };
+
+/// False when the peer closed an idle connection (or sent bytes nobody asked for): readable while idle means either.
+bool still_open(Connection& connection) {
+    if (connection.buffer.size() > 0) {
+        return false;
+    }
+    pollfd descriptor{connection.stream.socket().native_handle(), POLLIN, 0};
+    return ::poll(&descriptor, 1, 0) == 0;
+}
 
 }  // namespace
 
@@ -110,33 +126,40 @@ asio::awaitable<Response> Client::send(Request request, Clock::time_point deadli
     request.keep_alive(true);
     request.prepare_payload();
 
-    auto& duration = pool_->duration_;
-    auto finish = [&](std::string_view klass, const std::string* error) {
-        duration.with({options_.service, options_.upstream, request.method_string(), klass})
-            .observe(std::chrono::duration<double>(Clock::now() - start).count());
-        if (span) {
+    // A named function rather than a lambda: GCC 12 mishandles lambdas capturing a coroutine's parameters.
+    auto finish = [](Pool& pool, const ClientOptions& options, std::string_view method, Clock::time_point started,
+                     std::optional<trace::Span>& call_span, std::string_view klass, const std::string* error) {
+        pool.duration_.with({options.service, options.upstream, method, klass})
+            .observe(std::chrono::duration<double>(Clock::now() - started).count());
+        if (call_span) {
             if (error != nullptr) {
-                span->set_error(*error);
+                call_span->set_error(*error);
             }
-            span->end();
+            call_span->end();
         }
     };
+    const std::string method(request.method_string());
 
     bool safe_to_resend = is_idempotent(request.method()) || request.count("Idempotency-Key") > 0;
     for (int attempt = 0;; ++attempt) {
         auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (remaining.count() <= 0) {
             std::string error = "deadline exceeded before sending to " + options_.upstream;
-            finish("error", &error);
+            finish(*pool_, options_, method, start, span, "error", &error);
             throw ClientError(ClientError::Kind::timeout, error);
         }
         request.set("X-Request-Timeout-Ms", std::to_string(remaining.count()));
 
         std::unique_ptr<Connection> connection;
         bool reused = false;
-        if (!pool_->idle_.empty()) {
+        while (!pool_->idle_.empty() && !connection) {
             connection = std::move(pool_->idle_.back());
             pool_->idle_.pop_back();
+            if (!still_open(*connection)) {
+                connection.reset();  // closed by the server while idle (its keep-alive timeout): not worth a try
+            }
+        }
+        if (connection) {
             reused = true;
         } else {
             connection = std::make_unique<Connection>(pool_->executor_);
@@ -144,14 +167,14 @@ asio::awaitable<Response> Client::send(Request request, Clock::time_point deadli
             tcp::endpoint endpoint(asio::ip::make_address(options_.host, ec), options_.port);
             if (ec) {
                 std::string error = "bad upstream address " + options_.host;
-                finish("error", &error);
+                finish(*pool_, options_, method, start, span, "error", &error);
                 throw ClientError(ClientError::Kind::connect, error);
             }
             connection->stream.expires_after(std::min(options_.connect_timeout, remaining));
             co_await connection->stream.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 std::string error = "cannot connect to " + options_.upstream + ": " + ec.message();
-                finish("error", &error);
+                finish(*pool_, options_, method, start, span, "error", &error);
                 throw ClientError(ec == beast::error::timeout ? ClientError::Kind::timeout : ClientError::Kind::connect,
                                   error);
             }
@@ -163,6 +186,8 @@ asio::awaitable<Response> Client::send(Request request, Clock::time_point deadli
         co_await beast_http::async_write(connection->stream, request, asio::redirect_error(asio::use_awaitable, ec));
         beast_http::response_parser<beast_http::string_body> parser;
         parser.body_limit(options_.max_response_body);
+        // A response to HEAD has a Content-Length but no body: without skip() the read would wait for one.
+        parser.skip(request.method() == Verb::head);
         bool got_bytes = false;
         if (!ec) {
             co_await beast_http::async_read_header(connection->stream, connection->buffer, parser,
@@ -179,7 +204,7 @@ asio::awaitable<Response> Client::send(Request request, Clock::time_point deadli
                 continue;
             }
             std::string error = options_.upstream + ": " + ec.message();
-            finish("error", &error);
+            finish(*pool_, options_, method, start, span, "error", &error);
             throw ClientError(ec == beast::error::timeout ? ClientError::Kind::timeout
                               : got_bytes                 ? ClientError::Kind::protocol
                                                           : ClientError::Kind::transport,
@@ -195,7 +220,7 @@ asio::awaitable<Response> Client::send(Request request, Clock::time_point deadli
         }
         auto status = response.result_int();
         std::string error = "HTTP " + std::to_string(status);
-        finish(status_class(status), status >= 500 ? &error : nullptr);
+        finish(*pool_, options_, method, start, span, status_class(status), status >= 500 ? &error : nullptr);
         co_return response;
     }
 }
