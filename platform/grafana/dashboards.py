@@ -481,8 +481,8 @@ def postgres_dashboard() -> dm.Dashboard:
     d = d.with_panel(single("PostgreSQL", "The exporter can connect to PostgreSQL (DatabaseDown when not).",
                             Q(f"pg_up{{{pg}}}", "up"), thresholds=_thresholds((None, "red"), (1, "green")),
                             mappings=[_value_map(UP_DOWN)]))
-    d = d.with_panel(single("Uptime", "Time since the postmaster started.",
-                            Q(f"time() - pg_postmaster_start_time_seconds{{{pg}}}", "uptime"), unit="s"))
+    d = d.with_panel(single("Active statements", "Client backends running a statement right now.",
+                            Q(f'sum(pg_stat_activity_count{{{pg}, state="active"}})', "active")))
     d = d.with_panel(single("Connections used", "Client connections over max_connections.",
                             Q(f"sum(pg_stat_activity_count{{{pg}}}) / max(pg_settings_max_connections{{{pg}}})",
                               "used"), unit="percentunit", thresholds=_rising(0.75, 0.9)))
