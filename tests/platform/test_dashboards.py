@@ -391,14 +391,35 @@ PORT_NAMES = [
 ]
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = []
+def free_ports() -> dict[str, int]:
+    """A free port for each name, all distinct. A service's admin port is its API port + 1000, as in the defaults
+    (8081/9081): the gateway derives its upstreams' admin (readiness) ports that way unless told otherwise."""
+    sockets: list[socket.socket] = []
+
+    def bind(port: int) -> int | None:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            return None
+        sockets.append(s)
+        return s.getsockname()[1]
+
     try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+        ports: dict[str, int] = {}
+        for name in PORT_NAMES:
+            if name.endswith("_ADMIN_PORT"):
+                continue
+            while True:
+                port = bind(0)
+                admin = name.replace("_PORT", "_ADMIN_PORT")
+                if admin not in PORT_NAMES or (port + 1000 <= 65535 and bind(port + 1000)):
+                    break
+            ports[name] = port
+            if admin in PORT_NAMES:
+                ports[admin] = port + 1000
+        return ports
     finally:
         for s in sockets:
             s.close()
@@ -427,7 +448,7 @@ def live_stack():
     # Under /tmp: PostgreSQL runs as the postgres user and must traverse the path.
     state = Path(tempfile.mkdtemp(prefix="vigie-dashboards-", dir="/tmp"))
     state.chmod(0o755)
-    ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
+    ports = free_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_") and k not in ("DATABASE_URL",
                                                                                             "DATABASE_URL_FILE")}
     env.update({"VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR)})
