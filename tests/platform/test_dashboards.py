@@ -1,18 +1,21 @@
 """Grafana dashboards (platform/grafana/): generated output current, typed by grafana-foundation-sdk, provisioning
 consistent, and every panel query answered with data by a live Prometheus after real traffic.
 
-Grafana itself cannot run here, so the dashboards are proven the two ways that remain:
+Grafana itself cannot run here, so the dashboards are proven the ways that remain:
   - types: each committed JSON decodes through the SDK's typed model and encodes back to exactly the same JSON (a key
     the model does not know would be lost), and every decoded value matches the model's type annotations (enums,
     literals, numbers, nested objects; panel options and targets decode to their plugin's own classes);
+  - syntax, offline: every query, variables substituted, passes `promtool check rules`, and every recording rule a
+    panel reads is recorded in platform/prometheus/rules/;
   - data: the local platform (deploy/local/vigie-local, own state directory and free ports) runs under traffic through
     the gateway, then every panel target, annotation and variable query is evaluated with /api/v1/query and must
     return at least one series with a value that is not NaN.
 
 Conditions a fresh stack would not show are created for real, never faked: an admin fault switch (error_ratio) on
 every service makes 5xx responses and fires FaultInjectionActive, so the firing-alert panels and annotations have
-something to show. Panels written to show 0 instead of nothing (`or vector(0)`): firing/critical alert counts,
-monitoring targets down, the services' span export rates (no collector in the local platform).
+something to show. Queries written to show 0 instead of nothing (`or vector(0)`): firing/critical alert counts,
+monitoring targets down, the 4xx ratio's numerator, the services' span export rates (no collector in the local
+platform). Restarts need no restart: changes() over the existing start-time series is 0.
 
 Needs the release build (user, order and gateway binaries): the live test fails, never skips, without them.
 """
