@@ -69,6 +69,7 @@ class Stack:
         self.ports = ports
         self.env = {**os.environ, "VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR)}
         self.env.update({name: str(port) for name, port in ports.items()})
+        self.env["VIGIE_LOADGEN_RATE"] = "2"  # enough to see it run, little CPU
         # Settings from a developer's shell must not reach the stack under test.
         for name in ("DATABASE_URL", "DATABASE_URL_FILE"):
             self.env.pop(name, None)
@@ -128,7 +129,7 @@ def test_bad_arguments_exit_2_with_usage():
 def test_up_reports_every_component_ready(stack: Stack):
     table = stack.first_up.stdout
     for component in ("postgres", "user", "order", "prometheus", "alertmanager", "node-exporter",
-                      "postgres-exporter", "blackbox-exporter", "smtp-sink", "slack-sink"):
+                      "postgres-exporter", "blackbox-exporter", "smtp-sink", "slack-sink", "loadgen"):
         assert re.search(rf"^{re.escape(component)}\s+ready\s", table, re.M), f"{component} not ready in:\n{table}"
     assert f"127.0.0.1:{stack.ports['VIGIE_USER_PORT']}" in table  # the overridden ports, not the defaults
     assert str(stack.state / "secrets" / "admin.password") in table
