@@ -167,6 +167,19 @@ def test_services_answer_through_their_api(stack: Stack):
     assert admin.status_code == 200, admin.text
 
 
+def test_gateway_routes_to_the_services_when_built(stack: Stack):
+    if not os.access(BUILD_DIR / "services/gateway/gateway", os.X_OK):
+        pytest.skip("the gateway is not built")
+    assert re.search(r"^gateway\s+ready\s", stack.first_up.stdout, re.M), stack.first_up.stdout
+    login = requests.post(stack.url("VIGIE_GATEWAY_PORT", "/api/v1/auth/login"),
+                          json={"email": stack.user_email, "password": stack.user_password}, timeout=10)
+    assert login.status_code == 200, login.text
+    token = login.json()["access_token"]
+    orders = requests.get(stack.url("VIGIE_GATEWAY_PORT", "/api/v1/orders"),
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert orders.status_code == 200, orders.text
+
+
 def test_database_roles_have_least_privilege(stack: Stack):
     secrets = stack.state / "secrets"
     port = stack.ports["VIGIE_POSTGRES_PORT"]
