@@ -127,7 +127,7 @@ T run(asio::io_context& io, asio::awaitable<T> task) {
     std::optional<T> result;
     std::exception_ptr error;
     bool done = false;
-    asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, T value) {
+    asio::co_spawn(io, std::move(task), [&](const std::exception_ptr& e, T value) {
         error = e;
         if (!e) {
             result.emplace(std::move(value));
