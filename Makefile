@@ -8,7 +8,7 @@ CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run' 'tools/*' | grep -v -E '\.(txt|lock)$$')
 
 .PHONY: help deps build build-asan build-fuzz up down status test lint format test-unit test-asan fuzz-smoke \
-        test-python clean
+        test-python clean load incident drill
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -36,6 +36,15 @@ down: ## stop everything `make up` started
 
 status: ## show what runs and the health of Prometheus targets
 	deploy/local/vigie-local status
+
+load: ## extra mixed traffic on the running stack (RATE=req/s, default 10; DURATION=s, default 60)
+	ops/loadgen/loadgen.py --rate $(or $(RATE),10) --duration $(or $(DURATION),60) --report-every 10
+
+incident: ## inject one incident into the running stack and time its alert (NAME=slow-api, 5xx-burst, ...)
+	ops/incidents/incident.py $(NAME)
+
+drill: ## every incident in turn on the running stack; writes the table into docs/operations-report.md
+	ops/incidents/drill.py
 
 format: ## rewrite C++ sources with clang-format
 	clang-format-14 -i $(CXX_SOURCES)
