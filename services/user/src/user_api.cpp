@@ -19,8 +19,8 @@ using http::Status;
 namespace {
 
 nlohmann::json to_json(const User& user) {
-    return {{"id", user.id},       {"email", user.email},           {"name", user.name},
-            {"role", user.role},   {"created_at", user.created_at}, {"updated_at", user.updated_at}};
+    return {{"id", user.id},     {"email", user.email},           {"name", user.name},
+            {"role", user.role}, {"created_at", user.created_at}, {"updated_at", user.updated_at}};
 }
 
 std::string checked_email(std::string email) {
@@ -30,7 +30,27 @@ std::string checked_email(std::string email) {
     return email;
 }
 
-bool is_email_conflict(const db::DbError& e) { return e.kind() == db::DbError::Kind::constraint_violation; }
+bool is_email_conflict(const db::DbError& e) {
+    return e.kind() == db::DbError::Kind::constraint_violation;
+}
+
+/// The hashing pool refuses work with a 503 when it is full; like every 503 of the API, that answer says when to
+/// retry (the pool throws from deep inside a handler, where no response headers can be set).
+http::Handler with_retry_after(http::Handler handler) {
+    return [handler = std::move(handler)](http::RequestContext& context) -> asio::awaitable<http::Response> {
+        std::optional<http::Response> refusal;
+        try {
+            co_return co_await handler(context);
+        } catch (const ProblemError& e) {
+            if (e.status() != Status::service_unavailable) {
+                throw;
+            }
+            refusal = http::problem(e.status(), e.what());
+            refusal->set(http::beast_http::field::retry_after, "1");
+        }
+        co_return std::move(*refusal);
+    };
+}
 
 }  // namespace
 
@@ -45,8 +65,8 @@ UserApi::UserApi(UserStore& store, const auth::TokenSigner& signer, const auth::
 
 void UserApi::add_routes(http::Router& router) {
     auto bind = [this](auto member) {
-        return service::with_database_errors(
-            [this, member](http::RequestContext& context) { return (this->*member)(context); });
+        return with_retry_after(service::with_database_errors(
+            [this, member](http::RequestContext& context) { return (this->*member)(context); }));
     };
     router.add(http::Verb::post, "/api/v1/users", bind(&UserApi::create));
     router.add(http::Verb::get, "/api/v1/users", bind(&UserApi::list));
