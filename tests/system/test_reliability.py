@@ -295,3 +295,44 @@ def test_sigterm_under_load_drops_no_request(stack, spec, make_account):
     assert code == 0, f"exit code {code}"
     assert exit_seconds < shutdown_timeout + 1
     assert 503 in readiness or not readiness, f"readiness never failed while draining: {readiness[:20]}"
+
+
+# -- overload --------------------------------------------------------------------------------------------------------
+
+def test_password_hashing_overload_is_503_with_retry_after(stack, spec, db):
+    # One hashing thread and one pending job at most: concurrent sign-ups beyond that are refused, not queued
+    # without bound, and the refusal tells the client when to retry.
+    service = stack.start_service("user", HASH_THREADS="1", HASH_MAX_PENDING="1")
+    try:
+        before = db.count("users", "users")
+        barrier = threading.Barrier(6)
+
+        def sign_up(i: int) -> Reply:
+            client = ApiClient(service.base_url, spec)
+            barrier.wait()
+            return client.post("/api/v1/users", {"email": f"rush-{i}-{uuid.uuid4().hex[:6]}@example.com",
+                                                 "password": "long enough", "name": "Rush"})
+
+        results: list[Reply] = []
+        failures: list[str] = []
+
+        def attempt(i: int) -> None:
+            try:
+                results.append(sign_up(i))
+            except AssertionError as e:  # the spec check of the reply
+                failures.append(str(e))
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not failures, failures[0]
+        statuses = sorted(r.status for r in results)
+        assert len(results) == 6 and set(statuses) <= {201, 503}, statuses
+        assert 503 in statuses and 201 in statuses, statuses
+        for refused in (r for r in results if r.status == 503):
+            assert refused.header("Retry-After"), refused
+        assert db.count("users", "users") == before + statuses.count(201)
+    finally:
+        assert service.stop() == 0
