@@ -6,6 +6,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -273,7 +274,17 @@ private:
                 refusal = problem(Status::bad_request,
                                   "Transfer-Encoding must be exactly 'chunked' (HTTP/1.1, without Content-Length)");
             } else {
-                co_await beast_http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+                if (!parser.is_done() && buffer.size() == 0 && expects_continue(parser.get())) {
+                    // curl and others hold a body back (curl: 1 s) until they get this interim answer; not needed
+                    // when body bytes are already here.
+                    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+                    co_await asio::async_write(stream, asio::buffer(kContinue),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+                }
+                if (!ec) {
+                    co_await beast_http::async_read(stream, buffer, parser,
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+                }
                 if (ec) {
                     refusal = refusal_for(ec);
                 }
@@ -314,6 +325,10 @@ private:
             return true;
         }
         return !beast::iequals(request[beast_http::field::transfer_encoding], "chunked");
+    }
+
+    static bool expects_continue(const Request& request) {
+        return request.version() >= 11 && beast::iequals(request[beast_http::field::expect], "100-continue");
     }
 
     /// The answer to a request that could not be read, or nothing when the connection just ended or timed out.

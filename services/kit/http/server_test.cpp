@@ -392,6 +392,26 @@ TEST_F(ServerTest, ChunkedBodyIsRead) {
     EXPECT_TRUE(response->keep_alive());
 }
 
+TEST_F(ServerTest, ExpectContinueGetsAnInterimResponse) {
+    start();
+    TestConnection connection(port_);
+    // Like curl for bodies over 1 KiB: the head, then the body only once "100 Continue" came.
+    connection.write("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    auto interim = connection.read(1s);
+    ASSERT_TRUE(interim) << connection.error().message();
+    EXPECT_EQ(interim->result(), Status::continue_);
+    connection.write("hello");
+    auto response = connection.read();
+    ASSERT_TRUE(response) << connection.error().message();
+    EXPECT_EQ(response->result(), Status::ok);
+    EXPECT_EQ(response->body(), "hello");
+    // A body that is already there needs no interim answer.
+    response =
+        connection.request("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi");
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body(), "hi");
+}
+
 TEST_F(ServerTest, SlowClientIsClosedAfterReadTimeout) {
     ServerOptions options;
     options.read_timeout = 200ms;
