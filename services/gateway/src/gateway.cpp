@@ -67,7 +67,7 @@ asio::awaitable<void> fetch(http::UpstreamGroup* group, http::Request request, h
 }
 
 /// A GET the gateway makes on the caller's behalf, with the caller's credentials and the request's ids.
-http::Request sub_request(const http::RequestContext& context, std::string target) {
+http::Request sub_request(const http::RequestContext& context, const std::string& target) {
     http::Request request{http::Verb::get, target, 11};
     request.set(http::beast_http::field::authorization, context.request[http::beast_http::field::authorization]);
     request.set(http::beast_http::field::accept, "application/json");
