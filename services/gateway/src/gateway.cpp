@@ -80,7 +80,7 @@ http::Request sub_request(const http::RequestContext& context, const std::string
 
 }  // namespace
 
-Gateway::Gateway(asio::any_io_executor executor, GatewayConfig config, auth::TokenVerifier verifier,
+Gateway::Gateway(const asio::any_io_executor& executor, GatewayConfig config, auth::TokenVerifier verifier,
                  trace::Tracer* tracer)
     : executor_(executor),
       config_(std::move(config)),

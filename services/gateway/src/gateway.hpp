@@ -21,7 +21,7 @@ namespace vigie::gateway {
 /// io_context.
 class Gateway final {
   public:
-    Gateway(boost::asio::any_io_executor executor, GatewayConfig config, auth::TokenVerifier verifier,
+    Gateway(const boost::asio::any_io_executor& executor, GatewayConfig config, auth::TokenVerifier verifier,
             trace::Tracer* tracer);
 
     /// Registers every public route.
