@@ -30,8 +30,11 @@ std::string checked_email(std::string email) {
     return email;
 }
 
+/// Only the unique e-mail index means "taken": any other violated constraint is a bug to report as one (500), not a
+/// misleading 409.
 bool is_email_conflict(const db::DbError& e) {
-    return e.kind() == db::DbError::Kind::constraint_violation;
+    return e.kind() == db::DbError::Kind::constraint_violation && e.sqlstate() == "23505" &&
+           e.constraint() == "users_email_key";
 }
 
 /// The hashing pool refuses work with a 503 when it is full; like every 503 of the API, that answer says when to
