@@ -178,3 +178,20 @@ def test_sql_metacharacters_in_the_idempotency_key_are_data(account, db):
     assert first.status == again.status == 201, (first, again)
     assert again.json()["id"] == first.json()["id"]
     assert db.value("orders", f"SELECT idempotency_key FROM orders WHERE id = '{first.json()['id']}'") == key
+
+
+def test_pagination_with_equal_timestamps_sees_every_order_once(account, place_order, db):
+    # Orders created in the same microsecond are ordered by id; the cursor must neither repeat nor skip them.
+    placed = {place_order(account, (f"TIE-{i}", 1, 1))["id"] for i in range(7)}
+    ids = ",".join(f"'{i}'" for i in placed)
+    db.value("orders", f"UPDATE orders SET created_at = '2026-01-02 03:04:05.678901+00' WHERE id IN ({ids})")
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = account.orders.get("/api/v1/orders?limit=3" + (f"&cursor={cursor}" if cursor else "")).json()
+        seen += [o["id"] for o in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(placed) and len(seen) == len(placed), seen
+    assert seen == sorted(placed, reverse=True), "newest first, then by id descending"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from vigie_api import claims_for, make_token
 
@@ -172,3 +173,17 @@ def test_token_expiry_is_enforced_after_the_clock_skew(stack, account):
     assert account.users.get(f"/api/v1/users/{account.id}", token=fresh_enough).status == 200
     expired = make_token(stack.jwt_private_key, claims_for(account.id, issued=now - 1000, ttl=900))
     assert account.users.get(f"/api/v1/users/{account.id}", token=expired).status == 401
+
+
+def test_concurrent_sign_ups_with_one_email_create_one_account(users_api, db):
+    email = f"twin-{uuid.uuid4().hex[:8]}@example.com"
+
+    def sign_up(i: int):
+        client = users_api.with_token(None)  # one connection per thread
+        return client.post("/api/v1/users", {"email": email if i % 2 else email.upper(), "password": "long enough",
+                                             "name": f"Twin {i}"})
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(reply.status for reply in pool.map(sign_up, range(6)))
+    assert statuses == [201, 409, 409, 409, 409, 409], statuses
+    assert db.value("users", f"SELECT count(*) FROM users WHERE lower(email) = lower('{email}')") == "1"
