@@ -44,7 +44,8 @@ def stack():
             FIGURES[f"{service.name} idle RSS"] = f"{service.idle_rss_kib / 1024:.1f} MiB"
         yield stack
     finally:
-        stack.close()
+        problems = stack.close()
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture(scope="session")

@@ -279,7 +279,10 @@ class Stack:
 
     def base_env(self) -> dict[str, str]:
         # A clean environment: nothing from the caller's (a stray DATABASE_URL, say) leaks into the services.
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        # Sanitizer settings do pass, for runs against a -DVIGIE_SANITIZE=ON build.
+        env |= {k: v for k, v in os.environ.items() if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+        return env
 
     def migrate(self) -> None:
         for service, db in (("user", "users"), ("order", "orders")):
@@ -330,19 +333,48 @@ class Stack:
 
     # -- tear-down ------------------------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stops everything this stack started, whatever state it is in, and removes its files."""
+    def close(self) -> list[str]:
+        """Stops everything this stack started, whatever state it is in, and removes its files.
+
+        Returns what went wrong with the services: a non-zero exit after SIGTERM, or a sanitizer report in a log
+        (when they are built with -DVIGIE_SANITIZE=ON). The files are kept when there is something to look at.
+        """
+        problems = []
         for service in reversed(self.services):
             try:
-                service.stop(timeout=10)
-            except Exception:  # noqa: BLE001 - best effort, keep tearing down
-                pass
+                was_running = service.alive()
+                code = service.stop(timeout=10)
+                if was_running and code != 0:
+                    problems.append(f"{service.name} ({service.log_path.name}) exited {code} after SIGTERM")
+            except Exception as e:  # noqa: BLE001 - best effort, keep tearing down
+                problems.append(f"stopping {service.name}: {e}")
+        for service in self.services:
+            report = sanitizer_report(service.log_path)
+            if report:
+                problems.append(f"{service.name} ({service.log_path.name}): {report}")
         try:
             if self.pg.data.exists() and self.pg.running():
                 self.pg.stop("immediate")
         except Exception:  # noqa: BLE001
             pass
-        if os.environ.get("VIGIE_SYSTEST_KEEP"):
+        if problems or os.environ.get("VIGIE_SYSTEST_KEEP"):
             print(f"\nsystem test files kept in {self.root}")
-            return
-        shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return problems
+
+
+SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:", b"WARNING: ThreadSanitizer")
+
+
+def sanitizer_report(log: Path) -> str | None:
+    """The first lines of a sanitizer report in a service log, if there is one."""
+    try:
+        data = log.read_bytes()
+    except OSError:
+        return None
+    for marker in SANITIZER_MARKERS:
+        at = data.find(marker)
+        if at >= 0:
+            return data[max(0, at - 200):at + 1500].decode("utf-8", "replace")
+    return None
