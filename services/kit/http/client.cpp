@@ -1,5 +1,7 @@
 #include "kit/http/client.hpp"
 
+#include <poll.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -11,7 +13,6 @@
 #include <boost/beast/http/write.hpp>
 #include <charconv>
 #include <deque>
-#include <poll.h>
 
 #include "kit/http/server.hpp"
 #include "kit/metrics/registry.hpp"
@@ -89,7 +90,7 @@ bool still_open(Connection& connection) {
 }  // namespace
 
 class Client::Pool {
-public:
+  public:
     explicit Pool(asio::any_io_executor executor)
         : executor_(std::move(executor)),
           duration_(metrics::registry().histogram("http_client_request_duration_seconds",
@@ -105,7 +106,9 @@ Client::Client(asio::any_io_executor executor, ClientOptions options, trace::Tra
 
 Client::~Client() = default;
 
-std::size_t Client::idle_connections() const { return pool_->idle_.size(); }
+std::size_t Client::idle_connections() const {
+    return pool_->idle_.size();
+}
 
 asio::awaitable<Response> Client::send(Request request, Clock::time_point deadline, const trace::SpanContext* parent) {
     auto start = Clock::now();

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <string_view>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "kit/http/types.hpp"
 
@@ -19,18 +19,18 @@ namespace vigie::http {
 
 /// Where an HTTP client call failed before a response arrived.
 class ClientError : public std::runtime_error {
-public:
+  public:
     enum class Kind { connect, timeout, transport, protocol };
     ClientError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
     Kind kind() const { return kind_; }
 
-private:
+  private:
     Kind kind_;
 };
 
 struct ClientOptions {
-    std::string service;        ///< the calling service: `service` label
-    std::string upstream;       ///< `upstream` label and span peer name, e.g. "user"
+    std::string service;   ///< the calling service: `service` label
+    std::string upstream;  ///< `upstream` label and span peer name, e.g. "user"
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
     std::size_t max_idle = 64;  ///< idle keep-alive connections kept; more are closed after use
@@ -44,7 +44,7 @@ struct ClientOptions {
 /// a request that failed on a reused keep-alive connection before any response byte is resent once on a fresh
 /// connection when that is safe (idempotent method or an Idempotency-Key).
 class Client {
-public:
+  public:
     Client(boost::asio::any_io_executor executor, ClientOptions options, trace::Tracer* tracer = nullptr);
     ~Client();
     Client(const Client&) = delete;
@@ -58,7 +58,7 @@ public:
     const ClientOptions& options() const { return options_; }
     std::size_t idle_connections() const;
 
-private:
+  private:
     class Pool;
     ClientOptions options_;
     trace::Tracer* tracer_;

@@ -10,7 +10,9 @@ namespace vigie::http {
 
 namespace {
 
-[[noreturn]] void bad_request(std::string detail) { throw ProblemError(Status::bad_request, std::move(detail)); }
+[[noreturn]] void bad_request(std::string detail) {
+    throw ProblemError(Status::bad_request, std::move(detail));
+}
 
 /// Nesting depth of JSON text, ignoring brackets inside strings. Cheap pre-check so that a hostile body never
 /// reaches the recursive parts of the JSON library.

@@ -24,7 +24,7 @@ nlohmann::json parse_json_object_text(std::string_view text, int max_depth = kMa
 /// Reads typed fields out of a request object, refusing wrong types, out-of-range values and unknown fields with a
 /// 400 ProblemError that names the field. Call finish() once all known fields were read.
 class JsonFields {
-public:
+  public:
     explicit JsonFields(const nlohmann::json& object) : object_(object) {}
 
     std::string string(std::string_view key, std::size_t min_length, std::size_t max_length);
@@ -35,7 +35,7 @@ public:
     /// Throws a 400 naming the first field that was not read.
     void finish() const;
 
-private:
+  private:
     const nlohmann::json* find(std::string_view key, bool required);
     const nlohmann::json& object_;
     std::set<std::string, std::less<>> read_;

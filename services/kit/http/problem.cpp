@@ -25,15 +25,16 @@ Response make(Status status, std::string body, std::string_view content_type, un
 
 Response problem(Status status, std::string_view detail, std::string_view type, unsigned version) {
     // error_handler_t::replace: a detail echoing invalid UTF-8 from the client must not throw here.
-    return make(status, problem_body(status, detail, type).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+    return make(status,
+                problem_body(status, detail, type).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                 "application/problem+json", version);
 }
 
 Response problem(Status status, std::string_view detail, const nlohmann::json& extra, unsigned version) {
     auto body = problem_body(status, detail, "about:blank");
     body.update(extra);
-    return make(status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                "application/problem+json", version);
+    return make(status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/problem+json",
+                version);
 }
 
 Response json_response(Status status, const nlohmann::json& body, unsigned version) {

@@ -11,8 +11,7 @@ namespace vigie::http {
 
 /// An RFC 7807 `application/problem+json` response. `type` is a URI reference naming the problem kind
 /// (defaults to "about:blank", whose title is the status reason).
-Response problem(Status status, std::string_view detail, std::string_view type = "about:blank",
-                 unsigned version = 11);
+Response problem(Status status, std::string_view detail, std::string_view type = "about:blank", unsigned version = 11);
 
 /// The same for a literal type URI: without it `problem(status, "detail", "https://…")` would be ambiguous between
 /// the string_view and the nlohmann::json overloads.
@@ -28,12 +27,12 @@ Response json_response(Status status, const nlohmann::json& body, unsigned versi
 
 /// Sends a problem from deep inside a handler: the server turns it into the response.
 class ProblemError : public std::exception {
-public:
+  public:
     ProblemError(Status status, std::string detail) : status_(status), detail_(std::move(detail)) {}
     Status status() const { return status_; }
     const char* what() const noexcept override { return detail_.c_str(); }
 
-private:
+  private:
     Status status_;
     std::string detail_;
 };

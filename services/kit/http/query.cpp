@@ -11,7 +11,9 @@ namespace vigie::http {
 
 namespace {
 
-[[noreturn]] void bad_query(const std::string& detail) { throw ProblemError(Status::bad_request, detail); }
+[[noreturn]] void bad_query(const std::string& detail) {
+    throw ProblemError(Status::bad_request, detail);
+}
 
 bool plain_value(std::string_view value) {
     return std::all_of(value.begin(), value.end(), [](char c) {

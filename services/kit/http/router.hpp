@@ -27,7 +27,7 @@ struct RouteMatch {
 
 /// Maps (method, path) to handlers. Built at start-up, then read-only (safe to share between connections).
 class Router {
-public:
+  public:
     /// Registers a route; throws std::invalid_argument for a malformed template or a duplicate (method, template).
     void add(Verb method, std::string pattern, Handler handler);
 
@@ -36,7 +36,7 @@ public:
 
     const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
 
-private:
+  private:
     struct Compiled {
         std::vector<std::string> segments;  ///< literal text, or "{name}" for a parameter
     };

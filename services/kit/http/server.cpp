@@ -99,7 +99,7 @@ std::optional<std::chrono::milliseconds> caller_timeout(const Request& request) 
 }  // namespace
 
 class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
-public:
+  public:
     Impl(asio::io_context& io, ServerOptions options, const Router& router, ServerObservability observe,
          Middleware middleware)
         : io_(io),
@@ -156,7 +156,7 @@ public:
     std::size_t in_flight() const { return in_flight_; }
     std::size_t connections() const { return connections_.size(); }
 
-private:
+  private:
     struct RouteMetrics {
         std::array<metrics::Histogram*, 5> duration{};
         std::array<metrics::Counter*, 5> requests{};
@@ -386,8 +386,8 @@ private:
             std::string name(method_label(request));
             name += ' ';
             name += context.route;
-            span.emplace(observe_.tracer->start_span(std::move(name), trace::SpanKind::server,
-                                                     parent ? &*parent : nullptr));
+            span.emplace(
+                observe_.tracer->start_span(std::move(name), trace::SpanKind::server, parent ? &*parent : nullptr));
             context.span = span->context();
         } else if (parent) {
             context.span = *parent;
@@ -430,7 +430,8 @@ private:
         }
         response.version(request.version());
         response.set("X-Request-Id", context.request_id);
-        if (response.result() == Status::unauthorized && response.find(beast_http::field::www_authenticate) == response.end()) {
+        if (response.result() == Status::unauthorized &&
+            response.find(beast_http::field::www_authenticate) == response.end()) {
             response.set(beast_http::field::www_authenticate, "Bearer");
         }
         if (response.find(beast_http::field::content_length) == response.end()) {
@@ -495,11 +496,23 @@ Server::~Server() {
     impl_->close_all();
 }
 
-void Server::start() { impl_->start(); }
-std::uint16_t Server::port() const { return impl_->port(); }
-void Server::stop_accepting() { impl_->stop_accepting(); }
-asio::awaitable<void> Server::drain(Clock::time_point deadline) { return impl_->drain(deadline); }
-std::size_t Server::in_flight() const { return impl_->in_flight(); }
-std::size_t Server::connections() const { return impl_->connections(); }
+void Server::start() {
+    impl_->start();
+}
+std::uint16_t Server::port() const {
+    return impl_->port();
+}
+void Server::stop_accepting() {
+    impl_->stop_accepting();
+}
+asio::awaitable<void> Server::drain(Clock::time_point deadline) {
+    return impl_->drain(deadline);
+}
+std::size_t Server::in_flight() const {
+    return impl_->in_flight();
+}
+std::size_t Server::connections() const {
+    return impl_->connections();
+}
 
 }  // namespace vigie::http

@@ -23,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 
 /// Path parameters captured by a route template (`/users/{id}` → {"id", "42"}); views into the request target.
 class PathParams {
-public:
+  public:
     void add(std::string_view name, std::string_view value) { items_.emplace_back(name, value); }
     /// The value of `name`; empty when the template has no such parameter.
     std::string_view get(std::string_view name) const {
@@ -36,7 +36,7 @@ public:
     }
     void clear() { items_.clear(); }
 
-private:
+  private:
     std::vector<std::pair<std::string_view, std::string_view>> items_;
 };
 

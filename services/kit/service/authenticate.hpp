@@ -10,6 +10,8 @@ namespace vigie::service {
 auth::Claims authenticate(const http::RequestContext& context, const auth::TokenVerifier& verifier);
 
 /// True for the admin role.
-inline bool is_admin(const auth::Claims& claims) { return claims.role == "admin"; }
+inline bool is_admin(const auth::Claims& claims) {
+    return claims.role == "admin";
+}
 
 }  // namespace vigie::service

@@ -28,9 +28,9 @@ http::Handler with_database_errors(http::Handler handler) {
                 e.kind() != Kind::serialization) {
                 throw;
             }
-            log::warn("database unavailable for request",
-                      {{"error.type", db::to_string(e.kind())}, {"error.message", std::string_view(e.what())},
-                       {"http.route", context.route}});
+            log::warn("database unavailable for request", {{"error.type", db::to_string(e.kind())},
+                                                           {"error.message", std::string_view(e.what())},
+                                                           {"http.route", context.route}});
             refusal = http::problem(http::Status::service_unavailable,
                                     "the database is unavailable; nothing was changed, try again shortly");
             refusal->set(http::beast_http::field::retry_after, "1");

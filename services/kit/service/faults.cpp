@@ -21,9 +21,13 @@ constexpr std::size_t kChunkBytes = 1024 * 1024;
 
 }  // namespace
 
-Faults::Faults(bool enabled) : enabled_(enabled) { publish(); }
+Faults::Faults(bool enabled) : enabled_(enabled) {
+    publish();
+}
 
-Faults::~Faults() { clear(); }
+Faults::~Faults() {
+    clear();
+}
 
 void Faults::clear() {
     latency_ms_ = 0;
@@ -44,7 +48,8 @@ nlohmann::json Faults::state() const {
 }
 
 void Faults::publish() {
-    auto& gauge = metrics::registry().gauge("faults_active", "Fault switches currently on (incident drills).", {"fault"});
+    auto& gauge =
+        metrics::registry().gauge("faults_active", "Fault switches currently on (incident drills).", {"fault"});
     gauge.with({"latency"}).set(latency_ms_ > 0 ? 1 : 0);
     gauge.with({"errors"}).set(error_ratio_ > 0 ? 1 : 0);
     gauge.with({"slow_query"}).set(slow_query_ms_ > 0 ? 1 : 0);
@@ -87,79 +92,78 @@ void Faults::set_cpu_burn(unsigned threads) {
 }
 
 void Faults::add_routes(http::Router& admin) {
-    admin.add(http::Verb::get, "/admin/faults",
-              [this](http::RequestContext&) -> asio::awaitable<http::Response> {
-                  co_return http::json_response(http::Status::ok, state());
-              });
-    admin.add(http::Verb::post, "/admin/faults", [this](http::RequestContext& context) -> asio::awaitable<http::Response> {
-        if (!enabled_) {
-            co_return http::problem(http::Status::forbidden,
-                                    "fault switches are disabled; start the service with FAULTS_ENABLED=true");
-        }
-        auto body = http::parse_json_object(context.request);
-        // Validate everything before changing anything: a bad request leaves the switches as they were.
-        std::optional<std::int64_t> latency;
-        std::optional<double> ratio;
-        std::optional<std::int64_t> slow_query;
-        std::optional<std::int64_t> memory;
-        std::optional<std::int64_t> cpu;
-        auto integer = [&](const char* key, std::int64_t max) -> std::optional<std::int64_t> {
-            auto it = body.find(key);
-            if (it == body.end()) {
-                return std::nullopt;
-            }
-            if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > max) {
-                throw http::ProblemError(http::Status::bad_request, std::string("'") + key +
-                                                                        "' must be an integer from 0 to " +
-                                                                        std::to_string(max));
-            }
-            return it->get<std::int64_t>();
-        };
-        for (const auto& [key, value] : body.items()) {
-            if (key != "latency_ms" && key != "error_ratio" && key != "slow_query_ms" && key != "memory_mb" &&
-                key != "cpu_threads") {
-                throw http::ProblemError(http::Status::bad_request, "unknown fault '" + key + "'");
-            }
-        }
-        latency = integer("latency_ms", 60000);
-        slow_query = integer("slow_query_ms", 60000);
-        memory = integer("memory_mb", 4096);
-        cpu = integer("cpu_threads", 8);
-        if (auto it = body.find("error_ratio"); it != body.end()) {
-            if (!it->is_number() || it->get<double>() < 0.0 || it->get<double>() > 1.0) {
-                throw http::ProblemError(http::Status::bad_request, "'error_ratio' must be a number from 0 to 1");
-            }
-            ratio = it->get<double>();
-        }
-        if (latency) {
-            latency_ms_ = *latency;
-        }
-        if (ratio) {
-            error_ratio_ = *ratio;
-        }
-        if (slow_query) {
-            slow_query_ms_ = *slow_query;
-        }
-        if (memory) {
-            set_ballast(static_cast<std::size_t>(*memory));
-        }
-        if (cpu) {
-            set_cpu_burn(static_cast<unsigned>(*cpu));
-        }
-        publish();
-        auto now = state();
-        log::warn("fault switches changed", {{"event.action", "fault-set"}, {"fault.state", now.dump()}});
-        co_return http::json_response(http::Status::ok, now);
+    admin.add(http::Verb::get, "/admin/faults", [this](http::RequestContext&) -> asio::awaitable<http::Response> {
+        co_return http::json_response(http::Status::ok, state());
     });
-    admin.add(http::Verb::delete_, "/admin/faults",
-              [this](http::RequestContext&) -> asio::awaitable<http::Response> {
-                  if (!enabled_) {
-                      co_return http::problem(http::Status::forbidden, "fault switches are disabled");
-                  }
-                  clear();
-                  log::warn("fault switches cleared", {{"event.action", "fault-clear"}});
-                  co_return http::json_response(http::Status::ok, state());
-              });
+    admin.add(
+        http::Verb::post, "/admin/faults", [this](http::RequestContext& context) -> asio::awaitable<http::Response> {
+            if (!enabled_) {
+                co_return http::problem(http::Status::forbidden,
+                                        "fault switches are disabled; start the service with FAULTS_ENABLED=true");
+            }
+            auto body = http::parse_json_object(context.request);
+            // Validate everything before changing anything: a bad request leaves the switches as they were.
+            std::optional<std::int64_t> latency;
+            std::optional<double> ratio;
+            std::optional<std::int64_t> slow_query;
+            std::optional<std::int64_t> memory;
+            std::optional<std::int64_t> cpu;
+            auto integer = [&](const char* key, std::int64_t max) -> std::optional<std::int64_t> {
+                auto it = body.find(key);
+                if (it == body.end()) {
+                    return std::nullopt;
+                }
+                if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > max) {
+                    throw http::ProblemError(
+                        http::Status::bad_request,
+                        std::string("'") + key + "' must be an integer from 0 to " + std::to_string(max));
+                }
+                return it->get<std::int64_t>();
+            };
+            for (const auto& [key, value] : body.items()) {
+                if (key != "latency_ms" && key != "error_ratio" && key != "slow_query_ms" && key != "memory_mb" &&
+                    key != "cpu_threads") {
+                    throw http::ProblemError(http::Status::bad_request, "unknown fault '" + key + "'");
+                }
+            }
+            latency = integer("latency_ms", 60000);
+            slow_query = integer("slow_query_ms", 60000);
+            memory = integer("memory_mb", 4096);
+            cpu = integer("cpu_threads", 8);
+            if (auto it = body.find("error_ratio"); it != body.end()) {
+                if (!it->is_number() || it->get<double>() < 0.0 || it->get<double>() > 1.0) {
+                    throw http::ProblemError(http::Status::bad_request, "'error_ratio' must be a number from 0 to 1");
+                }
+                ratio = it->get<double>();
+            }
+            if (latency) {
+                latency_ms_ = *latency;
+            }
+            if (ratio) {
+                error_ratio_ = *ratio;
+            }
+            if (slow_query) {
+                slow_query_ms_ = *slow_query;
+            }
+            if (memory) {
+                set_ballast(static_cast<std::size_t>(*memory));
+            }
+            if (cpu) {
+                set_cpu_burn(static_cast<unsigned>(*cpu));
+            }
+            publish();
+            auto now = state();
+            log::warn("fault switches changed", {{"event.action", "fault-set"}, {"fault.state", now.dump()}});
+            co_return http::json_response(http::Status::ok, now);
+        });
+    admin.add(http::Verb::delete_, "/admin/faults", [this](http::RequestContext&) -> asio::awaitable<http::Response> {
+        if (!enabled_) {
+            co_return http::problem(http::Status::forbidden, "fault switches are disabled");
+        }
+        clear();
+        log::warn("fault switches cleared", {{"event.action", "fault-clear"}});
+        co_return http::json_response(http::Status::ok, state());
+    });
 }
 
 http::Middleware Faults::middleware(asio::io_context& io) {

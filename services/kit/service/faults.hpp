@@ -22,7 +22,7 @@ using SlowQueryAction =
 /// queries. Off unless the service was configured with FAULTS_ENABLED=true; otherwise every change is refused (403).
 /// Reads happen on the request path, so the switches are atomics.
 class Faults {
-public:
+  public:
     explicit Faults(bool enabled);
     ~Faults();
     Faults(const Faults&) = delete;
@@ -37,7 +37,7 @@ public:
     /// Switches everything off (DELETE /admin/faults, and at shutdown).
     void clear();
 
-private:
+  private:
     nlohmann::json state() const;
     void set_ballast(std::size_t megabytes);
     void set_cpu_burn(unsigned threads);

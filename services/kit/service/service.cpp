@@ -106,7 +106,8 @@ void Service::add_admin_routes() {
         if (ready) {
             co_return http::json_response(http::Status::ok, {{"status", "ready"}, {"checks", checks}});
         }
-        co_return http::problem(http::Status::service_unavailable, draining_ ? "draining" : "a dependency is unavailable",
+        co_return http::problem(http::Status::service_unavailable,
+                                draining_ ? "draining" : "a dependency is unavailable",
                                 nlohmann::json{{"checks", checks}});
     });
     admin_router_.add(http::Verb::get, "/metrics", [](http::RequestContext&) -> asio::awaitable<http::Response> {
@@ -160,8 +161,8 @@ asio::awaitable<void> Service::watch_readiness() {
         ready_gauge_->set(ready_ ? 1 : 0);
         if (ready_ && !announced) {
             announced = true;
-            auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                                                 started_at_);
+            auto elapsed =
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_at_);
             log::info("ready", {{"event.action", "ready"},
                                 {"event.duration", static_cast<std::int64_t>(elapsed.count() * 1000)},
                                 {"server.port", static_cast<std::int64_t>(api_port())},
@@ -213,7 +214,11 @@ int Service::run() {
     return 0;
 }
 
-std::uint16_t Service::api_port() const { return api_server_ ? api_server_->port() : 0; }
-std::uint16_t Service::admin_port() const { return admin_server_ ? admin_server_->port() : 0; }
+std::uint16_t Service::api_port() const {
+    return api_server_ ? api_server_->port() : 0;
+}
+std::uint16_t Service::admin_port() const {
+    return admin_server_ ? admin_server_->port() : 0;
+}
 
 }  // namespace vigie::service

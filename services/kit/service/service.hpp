@@ -1,13 +1,13 @@
 #pragma once
 
-#include <boost/asio/io_context.hpp>
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-#include <boost/asio/signal_set.hpp>
 
 #include "kit/config/config.hpp"
 #include "kit/http/router.hpp"
@@ -33,7 +33,7 @@ struct ServiceConfig {
     std::string otlp_endpoint;  ///< OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; empty = spans are not exported
     double sample_ratio = 1.0;
     bool faults_enabled = false;
-    std::chrono::milliseconds shutdown_delay{0};      ///< readiness fails this long before the listener closes
+    std::chrono::milliseconds shutdown_delay{0};        ///< readiness fails this long before the listener closes
     std::chrono::milliseconds shutdown_timeout{10000};  ///< in-flight requests get this long to finish
 
     static ServiceConfig from_env(const config::Env& env, std::string name, std::uint16_t default_port,
@@ -48,7 +48,7 @@ using ReadinessCheck = std::function<boost::asio::awaitable<bool>()>;
 /// shutdown_timeout → stop. The public API and the admin listener (/healthz, /readyz, /metrics, /admin/faults)
 /// are separate ports so operations endpoints are never public.
 class Service {
-public:
+  public:
     explicit Service(ServiceConfig config);
     ~Service();
     Service(const Service&) = delete;
@@ -73,7 +73,7 @@ public:
     std::uint16_t admin_port() const;
     bool ready() const { return ready_; }
 
-private:
+  private:
     boost::asio::awaitable<void> shutdown();
     boost::asio::awaitable<bool> check_ready();
     boost::asio::awaitable<void> watch_readiness();

@@ -17,7 +17,7 @@ namespace vigie::service {
 /// Threads for CPU-heavy work (password hashing) so the event loop never stalls. Bounded: when `max_pending` jobs
 /// are already queued or running, new work is refused with 503 instead of queueing without limit.
 class WorkerPool {
-public:
+  public:
     WorkerPool(std::size_t threads, std::size_t max_pending) : pool_(threads), max_pending_(max_pending) {}
     ~WorkerPool() { pool_.join(); }
 
@@ -45,15 +45,16 @@ public:
                     } catch (...) {
                         error = std::current_exception();
                     }
-                    boost::asio::post(caller, [handler = std::move(handler), error, value = std::move(value)]() mutable {
-                        std::move(handler)(error, std::move(value));
-                    });
+                    boost::asio::post(caller,
+                                      [handler = std::move(handler), error, value = std::move(value)]() mutable {
+                                          std::move(handler)(error, std::move(value));
+                                      });
                 });
             },
             boost::asio::use_awaitable, std::move(work));
     }
 
-private:
+  private:
     boost::asio::thread_pool pool_;
     std::size_t max_pending_;
     std::atomic<std::size_t> pending_{0};

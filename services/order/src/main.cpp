@@ -20,7 +20,8 @@ constexpr const char* kUsage = R"(usage: order [serve | migrate | --help]
 int serve(const config::Env& env) {
     auto service_config = service::ServiceConfig::from_env(env, "order", 8082, 9082);
     auto pool_options = service::database_options(env, "orders");
-    auto verifier = auth::TokenVerifier::from_pem_file(env.string("JWT_PUBLIC_KEY_FILE"), env.string("JWT_ISSUER", "vigie"));
+    auto verifier =
+        auth::TokenVerifier::from_pem_file(env.string("JWT_PUBLIC_KEY_FILE"), env.string("JWT_ISSUER", "vigie"));
     auto user_url = env.string("USER_SERVICE_URL", "http://127.0.0.1:8081");
     auto user_endpoint = http::parse_http_endpoint(user_url);
     if (!user_endpoint) {
@@ -45,8 +46,7 @@ int serve(const config::Env& env) {
     service.faults().set_slow_query_action(
         [&pool](std::chrono::milliseconds duration, const trace::SpanContext& parent) -> asio::awaitable<void> {
             std::vector<std::optional<std::string>> params{std::to_string(duration.count())};
-            co_await pool.query("fault_slow_query", "SELECT pg_sleep($1::float8 / 1000)",
-                                std::move(params), &parent);
+            co_await pool.query("fault_slow_query", "SELECT pg_sleep($1::float8 / 1000)", std::move(params), &parent);
         });
     service.add_readiness_check("database", [&pool]() { return pool.ping(); });
     service.start();

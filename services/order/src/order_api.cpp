@@ -166,8 +166,7 @@ asio::awaitable<http::Response> OrderApi::change_status(http::RequestContext& co
     fields.finish();
     auto target = parse_status(status_text);
     if (!target) {
-        co_return http::problem(Status::bad_request,
-                                "field 'status' must be one of pending, paid, shipped, cancelled");
+        co_return http::problem(Status::bad_request, "field 'status' must be one of pending, paid, shipped, cancelled");
     }
     if (!service::is_uuid(id)) {
         co_return http::problem(Status::not_found, "no such order");
@@ -180,8 +179,9 @@ asio::awaitable<http::Response> OrderApi::change_status(http::RequestContext& co
     if (!moved) {
         // Re-read: the status may have changed since, but the answer names the state that blocked the move.
         auto current = co_await store_.find(id, context.span);
-        co_return http::problem(Status::conflict, "an order cannot go from '" + (current ? current->status : order->status) +
-                                                      "' to '" + std::string(to_string(*target)) + "'");
+        co_return http::problem(Status::conflict, "an order cannot go from '" +
+                                                      (current ? current->status : order->status) + "' to '" +
+                                                      std::string(to_string(*target)) + "'");
     }
     co_return http::json_response(Status::ok, to_json(*moved));
 }

@@ -10,13 +10,13 @@ namespace vigie::order {
 /// The public API of the order service: create (idempotent), read, list, and status changes that follow the
 /// order state machine. A user reaches only their own orders, an admin every order.
 class OrderApi final {
-public:
+  public:
     OrderApi(OrderStore& store, UserDirectory& users, const auth::TokenVerifier& verifier)
         : store_(store), users_(users), verifier_(verifier) {}
 
     void add_routes(http::Router& router);
 
-private:
+  private:
     boost::asio::awaitable<http::Response> create(http::RequestContext& context);
     boost::asio::awaitable<http::Response> get(http::RequestContext& context);
     boost::asio::awaitable<http::Response> list(http::RequestContext& context);

@@ -35,7 +35,9 @@ std::optional<OrderStatus> parse_status(std::string_view text) {
     return std::nullopt;
 }
 
-std::string_view to_string(OrderStatus status) { return kNames[static_cast<std::size_t>(status)]; }
+std::string_view to_string(OrderStatus status) {
+    return kNames[static_cast<std::size_t>(status)];
+}
 
 std::vector<OrderStatus> allowed_sources(OrderStatus target) {
     switch (target) {

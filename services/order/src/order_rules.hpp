@@ -1,12 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace vigie::order {
 
@@ -27,7 +26,7 @@ struct OrderItem {
 
 inline constexpr std::size_t kMaxItems = 100;
 inline constexpr std::int64_t kMaxQuantity = 10'000;
-inline constexpr std::int64_t kMaxUnitPriceCents = 100'000'000;   // 1 million in currency units
+inline constexpr std::int64_t kMaxUnitPriceCents = 100'000'000;    // 1 million in currency units
 inline constexpr std::int64_t kMaxTotalCents = 1'000'000'000'000;  // refused above, whatever the items
 
 /// Validates the items of an order request (throws http::ProblemError 400 naming the offending item) and returns

@@ -40,17 +40,16 @@ TEST(ParseItems, ComputesTheTotal) {
 
 TEST(ParseItems, RefusesBadItems) {
     std::int64_t total = 0;
-    for (const char* body : {R"([1])", R"([{"sku":"A","quantity":0,"unit_price_cents":1}])",
-                             R"([{"sku":"A","quantity":-1,"unit_price_cents":1}])",
-                             R"([{"sku":"A","quantity":1,"unit_price_cents":-5}])",
-                             R"([{"sku":"A","quantity":1.5,"unit_price_cents":1}])",
-                             R"([{"sku":"A","quantity":"1","unit_price_cents":1}])",
-                             R"([{"sku":"A","quantity":1,"unit_price_cents":1,"extra":true}])",
-                             R"([{"sku":"","quantity":1,"unit_price_cents":1}])",
-                             R"([{"sku":"a b","quantity":1,"unit_price_cents":1}])",
-                             R"([{"sku":"'; DROP TABLE orders;--","quantity":1,"unit_price_cents":1}])",
-                             R"([{"sku":"A","quantity":18446744073709551615,"unit_price_cents":1}])",
-                             R"([{"quantity":1,"unit_price_cents":1}])"}) {
+    for (const char* body :
+         {R"([1])", R"([{"sku":"A","quantity":0,"unit_price_cents":1}])",
+          R"([{"sku":"A","quantity":-1,"unit_price_cents":1}])", R"([{"sku":"A","quantity":1,"unit_price_cents":-5}])",
+          R"([{"sku":"A","quantity":1.5,"unit_price_cents":1}])",
+          R"([{"sku":"A","quantity":"1","unit_price_cents":1}])",
+          R"([{"sku":"A","quantity":1,"unit_price_cents":1,"extra":true}])",
+          R"([{"sku":"","quantity":1,"unit_price_cents":1}])", R"([{"sku":"a b","quantity":1,"unit_price_cents":1}])",
+          R"([{"sku":"'; DROP TABLE orders;--","quantity":1,"unit_price_cents":1}])",
+          R"([{"sku":"A","quantity":18446744073709551615,"unit_price_cents":1}])",
+          R"([{"quantity":1,"unit_price_cents":1}])"}) {
         EXPECT_THROW(parse_items(nlohmann::json::parse(body), total), http::ProblemError) << body;
     }
 }

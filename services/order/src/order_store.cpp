@@ -57,17 +57,16 @@ boost::asio::awaitable<CreateResult> OrderStore::create(const std::string& user_
     static const std::string insert =
         "INSERT INTO orders (user_id, items, total_cents, idempotency_key, request_hash) "
         "VALUES ($1::uuid, $2::jsonb, $3, $4, $5) ON CONFLICT ON CONSTRAINT orders_idempotency_key DO NOTHING "
-        "RETURNING " + std::string(kColumns);
+        "RETURNING " +
+        std::string(kColumns);
     std::vector<std::optional<std::string>> params{user_id, items.dump(), std::to_string(total_cents), idempotency_key,
-                                         request_hash};
-    auto created = co_await pool_.query("order_insert", insert,
-                                        std::move(params),
-                                        &parent);
+                                                   request_hash};
+    auto created = co_await pool_.query("order_insert", insert, std::move(params), &parent);
     if (!created.empty()) {
         co_return CreateResult{read_order(created, 0), false};
     }
-    static const std::string existing = "SELECT " + std::string(kColumns) +
-                                        " FROM orders WHERE user_id = $1::uuid AND idempotency_key = $2";
+    static const std::string existing =
+        "SELECT " + std::string(kColumns) + " FROM orders WHERE user_id = $1::uuid AND idempotency_key = $2";
     std::vector<std::optional<std::string>> lookup{user_id, idempotency_key};
     auto found = co_await pool_.query("order_by_idempotency_key", existing, std::move(lookup), &parent);
     if (found.empty()) {
@@ -98,7 +97,7 @@ boost::asio::awaitable<std::vector<Order>> OrderStore::list(const std::optional<
         after_id = cursor->substr(underscore + 1);
     }
     std::vector<std::optional<std::string>> params{user_id, micros, after_id, std::to_string(limit)};
-    auto result =co_await pool_.query("order_list", sql, std::move(params), &parent);
+    auto result = co_await pool_.query("order_list", sql, std::move(params), &parent);
     std::vector<Order> orders;
     orders.reserve(static_cast<std::size_t>(result.rows()));
     for (int row = 0; row < result.rows(); ++row) {
@@ -117,9 +116,10 @@ boost::asio::awaitable<std::optional<Order>> OrderStore::move(const std::string&
         sources += to_string(source);
     }
     sources += '}';
-    static const std::string sql = "UPDATE orders SET status = $2, updated_at = now() "
-                                   "WHERE id = $1::uuid AND status = ANY($3::text[]) RETURNING " +
-                                   std::string(kColumns);
+    static const std::string sql =
+        "UPDATE orders SET status = $2, updated_at = now() "
+        "WHERE id = $1::uuid AND status = ANY($3::text[]) RETURNING " +
+        std::string(kColumns);
     std::vector<std::optional<std::string>> params{id, std::string(to_string(target)), sources};
     co_return first(co_await pool_.query("order_status_update", sql, std::move(params), &parent));
 }

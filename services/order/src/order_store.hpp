@@ -21,7 +21,7 @@ struct Order {
     std::string request_hash;
     std::string created_at;  ///< RFC 3339, UTC
     std::string updated_at;
-    std::string cursor;      ///< opaque position of this order in "newest first" listings
+    std::string cursor;  ///< opaque position of this order in "newest first" listings
 };
 
 /// Outcome of a create with an Idempotency-Key.
@@ -32,7 +32,7 @@ struct CreateResult {
 
 /// The SQL of the order service, one named query per operation.
 class OrderStore final {
-public:
+  public:
     explicit OrderStore(db::Pool& pool) : pool_(pool) {}
 
     boost::asio::awaitable<CreateResult> create(const std::string& user_id, const nlohmann::json& items,
@@ -47,7 +47,7 @@ public:
     boost::asio::awaitable<std::optional<Order>> move(const std::string& id, OrderStatus target,
                                                       const trace::SpanContext& parent);
 
-private:
+  private:
     db::Pool& pool_;
 };
 

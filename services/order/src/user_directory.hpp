@@ -12,7 +12,7 @@ namespace vigie::order {
 /// user service applies its own access rules). Bounded retries on transport errors and 5xx, within the request's
 /// deadline; each attempt has its own timeout and span.
 class UserDirectory final {
-public:
+  public:
     enum class Answer { exists, missing, unauthorized, unavailable };
 
     struct Options {
@@ -26,7 +26,7 @@ public:
     boost::asio::awaitable<Answer> check(const std::string& user_id, std::string_view authorization,
                                          http::Clock::time_point deadline, const trace::SpanContext& parent);
 
-private:
+  private:
     http::Client& client_;
     Options options_;
 };

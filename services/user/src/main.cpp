@@ -49,7 +49,8 @@ int serve(const config::Env& env) {
     auto verifier = auth::TokenVerifier::from_pem_file(env.string("JWT_PUBLIC_KEY_FILE"), issuer);
     auth::PasswordCost cost;
     cost.opslimit = static_cast<unsigned long long>(env.integer("PASSWORD_HASH_OPSLIMIT", 2, 1, 10));
-    cost.memlimit = static_cast<std::size_t>(env.integer("PASSWORD_HASH_MEMLIMIT_KIB", 19 * 1024, 8, 1024 * 1024)) * 1024;
+    cost.memlimit =
+        static_cast<std::size_t>(env.integer("PASSWORD_HASH_MEMLIMIT_KIB", 19 * 1024, 8, 1024 * 1024)) * 1024;
     auto admin_email = env.string("ADMIN_EMAIL", "");
     auto admin_password = admin_email.empty() ? std::optional<std::string>() : env.optional_secret("ADMIN_PASSWORD");
     if (!admin_email.empty() && (!admin_password || admin_password->size() < user::kMinPasswordLength)) {
@@ -69,15 +70,15 @@ int serve(const config::Env& env) {
     service.faults().set_slow_query_action(
         [&pool](std::chrono::milliseconds duration, const trace::SpanContext& parent) -> asio::awaitable<void> {
             std::vector<std::optional<std::string>> params{std::to_string(duration.count())};
-            co_await pool.query("fault_slow_query", "SELECT pg_sleep($1::float8 / 1000)",
-                                std::move(params), &parent);
+            co_await pool.query("fault_slow_query", "SELECT pg_sleep($1::float8 / 1000)", std::move(params), &parent);
         });
     service.add_readiness_check("database", [&pool]() { return pool.ping(); });
 
     bool admin_ready = admin_email.empty();
     if (!admin_email.empty()) {
         auto admin_hash = auth::hash_password(*admin_password, cost);
-        service.add_readiness_check("admin_account", [&admin_ready]() -> asio::awaitable<bool> { co_return admin_ready; });
+        service.add_readiness_check("admin_account",
+                                    [&admin_ready]() -> asio::awaitable<bool> { co_return admin_ready; });
         asio::co_spawn(service.io(), bootstrap_admin(service.io(), store, admin_email, admin_hash, admin_ready),
                        asio::detached);
     }

@@ -15,13 +15,13 @@ namespace vigie::user {
 /// The public API of the user service: sign-up, login, and users CRUD (a user reaches only their own record,
 /// an admin every record).
 class UserApi final {
-public:
+  public:
     UserApi(UserStore& store, const auth::TokenSigner& signer, const auth::TokenVerifier& verifier,
             service::WorkerPool& workers, auth::PasswordCost cost);
 
     void add_routes(http::Router& router);
 
-private:
+  private:
     boost::asio::awaitable<http::Response> create(http::RequestContext& context);
     boost::asio::awaitable<http::Response> login(http::RequestContext& context);
     boost::asio::awaitable<http::Response> get(http::RequestContext& context);

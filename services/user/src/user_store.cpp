@@ -28,8 +28,10 @@ std::optional<User> first(const db::Result& result) {
 boost::asio::awaitable<User> UserStore::create(const std::string& email, const std::string& name,
                                                const std::string& password_hash, const std::string& role,
                                                const trace::SpanContext& parent) {
-    static const std::string sql = "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4) "
-                                   "RETURNING " + std::string(kColumns);
+    static const std::string sql =
+        "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4) "
+        "RETURNING " +
+        std::string(kColumns);
     std::vector<std::optional<std::string>> params{email, name, password_hash, role};
     auto result = co_await pool_.query("user_insert", sql, std::move(params), &parent);
     co_return read_user(result, 0);
@@ -51,8 +53,8 @@ boost::asio::awaitable<std::optional<User>> UserStore::find_by_email(const std::
 
 boost::asio::awaitable<std::vector<User>> UserStore::list(const std::optional<std::string>& after, std::int64_t limit,
                                                           const trace::SpanContext& parent) {
-    static const std::string sql = "SELECT " + std::string(kColumns) +
-                                   " FROM users WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2";
+    static const std::string sql =
+        "SELECT " + std::string(kColumns) + " FROM users WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2";
     std::vector<std::optional<std::string>> params{after, std::to_string(limit)};
     auto result = co_await pool_.query("user_list", sql, std::move(params), &parent);
     std::vector<User> users;
@@ -75,18 +77,20 @@ boost::asio::awaitable<std::optional<User>> UserStore::update(const std::string&
 
 boost::asio::awaitable<bool> UserStore::remove(const std::string& id, const trace::SpanContext& parent) {
     std::vector<std::optional<std::string>> params{id};
-    auto result = co_await pool_.query("user_delete", "DELETE FROM users WHERE id = $1::uuid", std::move(params), &parent);
+    auto result =
+        co_await pool_.query("user_delete", "DELETE FROM users WHERE id = $1::uuid", std::move(params), &parent);
     co_return result.affected_rows() > 0;
 }
 
 boost::asio::awaitable<void> UserStore::upsert_admin(const std::string& email, const std::string& password_hash,
                                                      const trace::SpanContext& parent) {
     std::vector<std::optional<std::string>> params{email, password_hash};
-    co_await pool_.query("user_upsert_admin",
-                         "INSERT INTO users (email, name, password_hash, role) VALUES ($1, 'Administrator', $2, 'admin') "
-                         "ON CONFLICT (lower(email)) DO UPDATE SET role = 'admin', "
-                         "password_hash = EXCLUDED.password_hash, updated_at = now()",
-                         std::move(params), &parent);
+    co_await pool_.query(
+        "user_upsert_admin",
+        "INSERT INTO users (email, name, password_hash, role) VALUES ($1, 'Administrator', $2, 'admin') "
+        "ON CONFLICT (lower(email)) DO UPDATE SET role = 'admin', "
+        "password_hash = EXCLUDED.password_hash, updated_at = now()",
+        std::move(params), &parent);
 }
 
 }  // namespace vigie::user

@@ -29,7 +29,7 @@ struct UserPatch {
 
 /// The SQL of the user service, one named query per operation (the name is the metric label and span name).
 class UserStore final {
-public:
+  public:
     explicit UserStore(db::Pool& pool) : pool_(pool) {}
 
     /// Throws db::DbError(constraint_violation) when the e-mail is taken.
@@ -49,7 +49,7 @@ public:
     boost::asio::awaitable<void> upsert_admin(const std::string& email, const std::string& password_hash,
                                               const trace::SpanContext& parent);
 
-private:
+  private:
     db::Pool& pool_;
 };
 

@@ -13,10 +13,10 @@ TEST(ValidEmail, AcceptsOrdinaryAddresses) {
 }
 
 TEST(ValidEmail, RefusesMalformedAddresses) {
-    for (const char* email : {"", "plain", "@example.com", "ada@", "ada@example", "ada@@example.com",
-                              "a b@example.com", "ada@exa mple.com", "ada@-example.com", "ada@example-.com",
-                              "ada@example..com", ".ada@example.com", "ada.@example.com", "a..b@example.com",
-                              "ada@example.com.", "ada\n@example.com", "ada@ex_ample.com", "<ada>@example.com"}) {
+    for (const char* email :
+         {"", "plain", "@example.com", "ada@", "ada@example", "ada@@example.com", "a b@example.com", "ada@exa mple.com",
+          "ada@-example.com", "ada@example-.com", "ada@example..com", ".ada@example.com", "ada.@example.com",
+          "a..b@example.com", "ada@example.com.", "ada\n@example.com", "ada@ex_ample.com", "<ada>@example.com"}) {
         EXPECT_FALSE(valid_email(email)) << email;
     }
 }
