@@ -621,10 +621,13 @@ class Drill:
                     r.other_alerts.append(k)
                     self.log(f"(also firing: {k})")
         for n in self.sinks.poll():
-            if n.alert != r.alert or n.service != r.service:
+            if n.alert != r.alert or n.service != r.service or r.fault_start is None or n.at < r.fault_start:
                 continue
             with self._lock:
-                if n.status == "firing":
+                if n.status == "resolved" and (r.recovered is None or n.at < r.recovered):
+                    # The RESOLVED of an earlier episode, still on its way when this drill began: not ours.
+                    self.log(f"({n.sink}: ignoring a RESOLVED sent before this fault was removed)")
+                elif n.status == "firing":
                     if n.sink not in r.notified:
                         r.notified[n.sink] = n.at
                         self.log(f"{n.sink} notification (firing) received")
