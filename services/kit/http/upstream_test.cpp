@@ -292,6 +292,21 @@ TEST_F(UpstreamGroupTest, KilledReplicaWithPooledConnectionsDoesNotFailGets) {
     }
 }
 
+TEST_F(UpstreamGroupTest, KilledReplicaWithPooledConnectionsDoesNotFailPosts) {
+    UpstreamGroup group(io_.get_executor(), options(true));
+    group.start();
+    ASSERT_TRUE(wait_until([&] { return group.healthy_count() == 2; }));
+    for (int i = 0; i < 4; ++i) {
+        send(group, Verb::post, call(false));
+    }
+    a_.kill();
+    // The pooled connections to a are closed: they are dropped before use, the fresh connection is refused, and
+    // a refused request never left, so even a non-idempotent one goes to b.
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_EQ(send(group, Verb::post, call(false)).result_int(), 200) << "request " << i;
+    }
+}
+
 TEST_F(UpstreamGroupTest, RetryableRequestMovesToAnotherReplicaAfter503) {
     auto o = options(false);
     o.breaker.failure_threshold = 100;  // keep a in rotation: this test is about retries, not the breaker
