@@ -8,7 +8,7 @@ CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run' 'tools/*' | grep -v -E '\.(txt|lock)$$')
 
 .PHONY: help deps build build-asan build-fuzz up down status test lint format test-unit test-asan fuzz-smoke \
-        test-python clean load incident drill
+        test-python test-drills clean load incident drill
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -64,8 +64,12 @@ test-asan: build-asan ## C++ unit tests under AddressSanitizer + UndefinedBehavi
 fuzz-smoke: build-fuzz ## run every libFuzzer target briefly
 	tools/fuzz-smoke.sh build/fuzz
 
-test-python: build ## platform, system, gateway and local-platform tests (pytest)
-	$(PYTEST) tests
+test-python: build ## platform, system, gateway, dashboards and local-platform tests (pytest)
+	$(PYTEST) tests --ignore=tests/drills
+
+# Not in `test` yet: the steady-load check still saw critical notifications on a saturated machine (issue 4 notes).
+test-drills: build ## end-to-end incident drills on an isolated stack (about 8 minutes)
+	$(PYTEST) tests/drills
 
 # fuzz-smoke is not in `test` yet: the clang fuzz build was still being brought up when this landed (see issue notes).
 test: lint test-unit test-asan test-python ## every test: lint, unit, sanitizers, system
