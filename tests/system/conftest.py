@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from vigie_api import ApiClient, Spec, order_body
-from vigie_stack import ADMIN_EMAIL, Stack
+from vigie_stack import ADMIN_EMAIL, PsqlSession, Stack
 
 # Figures measured while the session's stack starts, printed in the terminal summary.
 FIGURES: dict[str, str] = {}
@@ -76,24 +76,28 @@ class Db:
     """Direct reads of the services' databases (as the superuser), to check what was and was not persisted."""
 
     def __init__(self, stack: Stack):
-        self.stack = stack
+        self.sessions = {name: PsqlSession(stack.pg, name) for name in ("users", "orders")}
 
     def value(self, dbname: str, sql: str) -> str:
-        return self.stack.pg.psql(sql, dbname=dbname)
+        return self.sessions[dbname].query(sql)
 
     def count(self, dbname: str, table: str) -> int:
         return int(self.value(dbname, f"SELECT count(*) FROM {table}"))
 
     def counts(self) -> tuple[int, int]:
-        """(users, orders) row counts, in one psql run."""
-        out = self.value("users", "SELECT count(*) FROM users;\n\\connect orders\nSELECT count(*) FROM orders;\n")
-        users, orders = out.split()
-        return int(users), int(orders)
+        """(users, orders) row counts."""
+        return self.count("users", "users"), self.count("orders", "orders")
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
 
 
 @pytest.fixture(scope="session")
-def db(stack) -> Db:
-    return Db(stack)
+def db(stack):
+    db = Db(stack)
+    yield db
+    db.close()
 
 
 @dataclass

@@ -123,6 +123,74 @@ class Postgres:
         return run(cmd, env=env, input_text=sql).stdout.strip()
 
 
+class PsqlSession:
+    """One long-lived psql on one database, as the superuser: a query costs a round trip, not a process start.
+
+    Reconnects by itself (a fresh psql) after the server went away, e.g. in the database outage test.
+    """
+
+    MARKER = "__vigie_psql_done__"
+
+    def __init__(self, pg: Postgres, dbname: str):
+        self.pg = pg
+        self.dbname = dbname
+        self.process: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        cmd = [str(PG_BINDIR / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=0", "-h", str(self.pg.socket_dir),
+               "-p", str(self.pg.port), "-U", "postgres", "-d", self.dbname]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": self.pg.password,
+               "PGCONNECT_TIMEOUT": "5"}
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=env)
+        os.set_blocking(self.process.stderr.fileno(), False)
+
+    def _stderr(self) -> str:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.process.stderr.fileno(), 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def query(self, sql: str) -> str:
+        """Runs SQL and returns its unaligned, tuples-only output (as psql -At prints it)."""
+        for attempt in (1, 2):
+            if self.process is None or self.process.poll() is not None:
+                self._start()
+            try:
+                self.process.stdin.write(sql.strip().rstrip(";") + ";\n\\echo " + self.MARKER + "\n")
+                self.process.stdin.flush()
+                lines = []
+                while (line := self.process.stdout.readline()) != self.MARKER + "\n":
+                    if line == "":
+                        raise BrokenPipeError("psql ended")
+                    lines.append(line)
+            except (BrokenPipeError, OSError) as e:
+                error = f"{e}: {self._stderr()}"
+                self.close()
+                if attempt == 2:
+                    raise StackError(f"psql on {self.dbname}: {error}") from None
+                continue
+            error = self._stderr()
+            if error:
+                raise StackError(f"psql on {self.dbname}: {sql}\n{error}")
+            return "".join(lines).strip()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+                pipe.close()
+            self.process = None
+
+
 @dataclass
 class Service:
     """One service process (user or order), its ports and log, and the figures measured at its start."""
