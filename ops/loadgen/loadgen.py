@@ -415,7 +415,14 @@ class Worker:
         """An account with a valid token: logs in (or signs up the first one) when needed."""
         account = self.world.account(self.rng)
         if account is None:
-            return self.signup()
+            # One first sign-up at a time: every worker signing up at once would only fill the user service's
+            # password-hashing queue (503) at start-up, which no real client population does.
+            if not self.generator.bootstrap.acquire(blocking=False):
+                return None
+            try:
+                return self.world.account(self.rng) or self.signup()
+            finally:
+                self.generator.bootstrap.release()
         if not account.token_fresh(time.monotonic()):
             self.login(account)
         return account if account.token else None
@@ -602,6 +609,7 @@ class LoadGenerator:
         self.stats = Stats()
         self._log = log or (lambda line: print(line, flush=True))
         self._rng = random.Random(config.seed)
+        self.bootstrap = threading.Lock()
         self._gateway_up = config.route == "gateway"
         self._gateway_checked = -1e9
         self._gateway_lock = threading.Lock()
