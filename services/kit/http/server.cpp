@@ -300,6 +300,11 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
             ++in_flight_;
             auto& request = parser.get();
             Response response = co_await handle(request, client);
+            if (request.method() == Verb::head) {
+                // RFC 9110 §9.3.2: the head a GET would get (Content-Length included), never content. The client
+                // reads no body, so bytes sent anyway would be taken for the start of the next response.
+                response.body().clear();
+            }
             bool keep_alive = request.keep_alive() && !draining_;
             response.keep_alive(keep_alive);
             stream.expires_after(options_.write_timeout);
