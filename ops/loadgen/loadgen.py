@@ -420,7 +420,12 @@ class Worker:
             if not self.generator.bootstrap.acquire(blocking=False):
                 return None
             try:
-                return self.world.account(self.rng) or self.signup()
+                account = self.world.account(self.rng) or self.signup()
+                if account is None:
+                    # Not serving yet (a gateway that has not seen its upstreams healthy answers 503 for its first
+                    # second): back off as a client would, while the other workers' ticks pass.
+                    self.generator.stop.wait(1.0)
+                return account
             finally:
                 self.generator.bootstrap.release()
         if not account.token_fresh(time.monotonic()):
