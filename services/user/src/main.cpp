@@ -23,8 +23,10 @@ constexpr const char* kUsage = R"(usage: user [serve | migrate | --help]
 )";
 
 /// Makes the configured account an admin, retrying until the database answers (the service starts without it).
-asio::awaitable<void> bootstrap_admin(asio::io_context& io, user::UserStore& store, std::string email,
-                                      std::string password_hash, bool& done) {
+/// The password is hashed on a worker thread, not before start: argon2id would delay readiness by tens of ms.
+asio::awaitable<void> bootstrap_admin(asio::io_context& io, user::UserStore& store, user::UserApi& api,
+                                      std::string email, std::string password, bool& done) {
+    auto password_hash = co_await api.hash(std::move(password));
     asio::steady_timer timer(io);
     while (!done) {
         try {
@@ -76,12 +78,15 @@ int serve(const config::Env& env) {
 
     bool admin_ready = admin_email.empty();
     if (!admin_email.empty()) {
-        auto admin_hash = auth::hash_password(*admin_password, cost);
         service.add_readiness_check("admin_account",
                                     [&admin_ready]() -> asio::awaitable<bool> { co_return admin_ready; });
-        asio::co_spawn(service.io(), bootstrap_admin(service.io(), store, admin_email, admin_hash, admin_ready),
+        asio::co_spawn(service.io(),
+                       bootstrap_admin(service.io(), store, api, admin_email, std::move(*admin_password), admin_ready),
                        asio::detached);
     }
+    service.add_readiness_check("password_hashing",
+                                [&api]() -> asio::awaitable<bool> { co_return api.dummy_hash_ready(); });
+    asio::co_spawn(service.io(), api.prepare_dummy_hash(), asio::detached);
     service.start();
     return service.run();
 }

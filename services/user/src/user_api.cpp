@@ -59,12 +59,7 @@ http::Handler with_retry_after(http::Handler handler) {
 
 UserApi::UserApi(UserStore& store, const auth::TokenSigner& signer, const auth::TokenVerifier& verifier,
                  service::WorkerPool& workers, auth::PasswordCost cost)
-    : store_(store),
-      signer_(signer),
-      verifier_(verifier),
-      workers_(workers),
-      cost_(cost),
-      dummy_hash_(auth::hash_password("not-a-real-password", cost)) {}
+    : store_(store), signer_(signer), verifier_(verifier), workers_(workers), cost_(cost) {}
 
 void UserApi::add_routes(http::Router& router) {
     auto bind = [this](auto member) {
@@ -79,11 +74,29 @@ void UserApi::add_routes(http::Router& router) {
     router.add(http::Verb::post, "/api/v1/auth/login", bind(&UserApi::login));
 }
 
-// Not a coroutine on purpose: GCC 12 lets a lambda inside a coroutine capture the caller's parameter instead of
+// Not coroutines on purpose: GCC 12 lets a lambda inside a coroutine capture the caller's parameter instead of
 // the coroutine frame's copy.
 asio::awaitable<std::string> UserApi::hash(std::string password) {
     return workers_.run<std::string>(
         [password = std::move(password), cost = cost_] { return auth::hash_password(password, cost); });
+}
+
+asio::awaitable<bool> UserApi::prepare_dummy_hash() {
+    return workers_.run<bool>([dummy = dummy_hash_, cost = cost_] { return !dummy->get(cost).empty(); });
+}
+
+const std::string& UserApi::DummyHash::get(const auth::PasswordCost& cost) {
+    std::call_once(once, [this, &cost] {
+        value = auth::hash_password("not-a-real-password", cost);
+        ready = true;
+    });
+    return value;
+}
+
+std::function<bool()> UserApi::password_check(std::optional<std::string> stored_hash, std::string password) {
+    return [dummy = dummy_hash_, cost = cost_, stored_hash = std::move(stored_hash), password = std::move(password)] {
+        return auth::verify_password(stored_hash ? *stored_hash : dummy->get(cost), password);
+    };
 }
 
 asio::awaitable<http::Response> UserApi::create(http::RequestContext& context) {
@@ -120,11 +133,8 @@ asio::awaitable<http::Response> UserApi::login(http::RequestContext& context) {
     fields.finish();
 
     auto user = co_await store_.find_by_email(email, context.span);
-    auto stored_hash = user ? user->password_hash : dummy_hash_;
     // Named, not a temporary: GCC 12 mishandles non-trivial temporaries that live across a co_await.
-    std::function<bool()> verify = [stored_hash, password = std::move(password)] {
-        return auth::verify_password(stored_hash, password);
-    };
+    auto verify = password_check(user ? std::optional(user->password_hash) : std::nullopt, std::move(password));
     bool ok = co_await workers_.run<bool>(std::move(verify));
     if (!user || !ok) {
         co_return http::problem(Status::unauthorized, "invalid e-mail or password");
