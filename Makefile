@@ -8,7 +8,7 @@ CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run' 'tools/*' | grep -v -E '\.(txt|lock)$$')
 
 .PHONY: help deps build build-asan build-fuzz up down status test lint format test-unit test-asan fuzz-smoke \
-        test-python test-drills clean load incident drill
+        test-python test-drills clean load incident drill bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -46,6 +46,9 @@ incident: ## inject one incident into the running stack and time its alert (NAME
 drill: ## every incident in turn on the running stack; writes the table into docs/operations-report.md
 	ops/incidents/drill.py
 
+bench: build ## performance table: gateway vs nginx, user vs pgbench, observability cost, footprint (~5 min; BENCH_ARGS=--quick)
+	ops/bench/bench.py $(BENCH_ARGS)
+
 format: ## rewrite C++ sources with clang-format
 	clang-format-14 -i $(CXX_SOURCES)
 
@@ -61,7 +64,7 @@ test-asan: build-asan ## C++ unit tests under AddressSanitizer + UndefinedBehavi
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --preset asan -j2
 
-fuzz-smoke: build-fuzz ## run every libFuzzer target briefly
+fuzz-smoke: build-fuzz ## run every libFuzzer target briefly (FUZZ_SECONDS per target, default 20)
 	tools/fuzz-smoke.sh build/fuzz
 
 test-python: build ## platform, system, gateway, dashboards and local-platform tests (pytest)
@@ -71,8 +74,7 @@ test-python: build ## platform, system, gateway, dashboards and local-platform t
 test-drills: build ## end-to-end incident drills on an isolated stack (about 8 minutes)
 	$(PYTEST) tests/drills
 
-# fuzz-smoke is not in `test` yet: the clang fuzz build was still being brought up when this landed (see issue notes).
-test: lint test-unit test-asan test-python ## every test: lint, unit, sanitizers, system
+test: lint test-unit test-asan fuzz-smoke test-python ## every test: lint, unit, sanitizers, fuzz smoke, system
 
 clean: ## remove build outputs (not var/)
 	rm -rf build
