@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import re
+import sys
 import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
+from werkzeug.datastructures import Headers
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "system"))
+from vigie_api import Reply, Spec  # noqa: E402 - the system tests' OpenAPI checker, shared
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -43,6 +51,20 @@ class Api:
 
     def post(self, target: str, body=None, **kw) -> requests.Response:
         return self.request("POST", target, json_body=body, **kw)
+
+
+@functools.cache
+def spec() -> Spec:
+    return Spec()
+
+
+def assert_conforms(reply: requests.Response) -> None:
+    """The reply is one docs/api/openapi.yaml describes for its method and path (status, headers, body schema)."""
+    split = urlsplit(reply.request.url)
+    target = split.path + (f"?{split.query}" if split.query else "")
+    spec().check(reply.request.method, target,
+                 Reply(reply.status_code, Headers(list(reply.headers.items())), reply.content,
+                       reply.request.method, target))
 
 
 def assert_problem(reply: requests.Response, status: int) -> dict:

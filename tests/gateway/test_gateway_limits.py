@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from gateway_client import Api, assert_problem, sign_up
+from gateway_client import Api, assert_conforms, assert_problem, sign_up
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def test_a_client_over_its_limit_gets_429_with_retry_after(gw, api, strict):
         assert alice_strict.get(f"/api/v1/users/{alice.id}").status_code == 200
     limited = alice_strict.get(f"/api/v1/users/{alice.id}")
     body = assert_problem(limited, 429)
+    assert_conforms(limited)
     retry_after = int(limited.headers["Retry-After"])
     assert 1 <= retry_after <= 2, limited.headers
     assert "rate limit" in body["detail"]

@@ -6,13 +6,14 @@ import uuid
 
 import pytest
 
-from gateway_client import assert_problem, log_lines, place_order, set_faults, sign_up, wait_for_log
+from gateway_client import assert_conforms, assert_problem, log_lines, place_order, set_faults, sign_up, wait_for_log
 
 
 def test_summary_has_the_user_and_their_latest_orders(account):
     placed = [place_order(account, (f"SKU-{i}", 1, 100 * (i + 1))) for i in range(4)]
     reply = account.api.get(f"/api/v1/users/{account.id}/summary?limit=3")
     assert reply.status_code == 200, reply.text
+    assert_conforms(reply)
     body = reply.json()
     assert body["user"]["id"] == account.id
     assert body["user"]["email"] == account.email
@@ -24,7 +25,9 @@ def test_summary_has_the_user_and_their_latest_orders(account):
 
 def test_summary_of_someone_else_is_404(api, account):
     other = sign_up(api)
-    assert_problem(account.api.get(f"/api/v1/users/{other.id}/summary"), 404)
+    someone_else = account.api.get(f"/api/v1/users/{other.id}/summary")
+    assert_problem(someone_else, 404)
+    assert_conforms(someone_else)
     assert_problem(account.api.get(f"/api/v1/users/{uuid.uuid4()}/summary"), 404)
     assert_problem(account.api.get("/api/v1/users/not-an-id/summary"), 404)
     assert_problem(account.api.get(f"/api/v1/users/{account.id}/summary?limit=1000"), 400)
@@ -57,6 +60,7 @@ def test_summary_without_the_order_service_is_partial(gw, account):
     try:
         reply = account.api.get(f"/api/v1/users/{account.id}/summary")
         assert reply.status_code == 200, reply.text
+        assert_conforms(reply)
         body = reply.json()
         assert body["user"]["id"] == account.id
         assert body["orders"] == []
