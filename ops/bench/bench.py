@@ -4,7 +4,8 @@
 1. gateway vs nginx: GET /api/v1/users/{id} with a valid token through our gateway and through nginx (same user
    service instance behind both, same wrk settings); the user service without a proxy is the baseline row.
 2. user read path vs the database alone: the same GET straight to the user service vs pgbench running the service's
-   primary-key SELECT on the same row; a perf CPU profile of the user service goes to build/bench/profile-user.txt.
+   primary-key SELECT on the same row. CPU profiles (perf) of the user service, the gateway and the user service with
+   observability on go to build/bench/profile-*.txt.
 3. observability cost: a user service with metrics, access log and trace export to a local OTLP sink vs one with all
    of them off; the exported and dropped span counts come from the service's own /metrics.
 4. footprint: resident memory of each service idle and at its peak under load; time from exec to /readyz 200.
@@ -20,7 +21,7 @@ arguments.
     bench.py --quick          # a smoke run: short runs, one round
     bench.py --duration 20 --connections 64
 
-Stdlib only (runs with /usr/bin/python3); needs wrk, nginx, pgbench (postgresql-15) and, for the profile, perf.
+Stdlib only (runs with /usr/bin/python3); needs wrk, nginx, pgbench (postgresql-15) and, for the profiles, perf.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ class Settings:
 
     @property
     def total_runs_seconds(self) -> int:
-        # 4 variants in comparisons 1-2 and 2 in comparison 3, each warmed up once; the order load; the profile.
-        return self.duration * (6 * self.rounds + 2) + 6 * WARMUP_SECONDS
+        # 4 variants in comparisons 1-2 and 2 in comparison 3, each warmed up once; the order load; 3 profiles.
+        return self.duration * (6 * self.rounds + 4) + 6 * WARMUP_SECONDS
 
 
 def bounded_int(low: int, high: int):
@@ -136,7 +137,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(
         description="Benchmark Vigie on an isolated stack: gateway vs nginx, user service vs pgbench, the cost of "
                     "observability, memory and start-up time. Prints one table; writes build/bench/results.json "
-                    "and build/bench/profile-user.txt.")
+                    "and build/bench/profile-*.txt.")
     parser.add_argument("--duration", type=bounded_int(1, 600), metavar="SECONDS",
                         help="length of each measured load run (default 10, --quick 3)")
     parser.add_argument("--connections", type=bounded_int(LOAD_THREADS, MAX_CONNECTIONS), metavar="N",
@@ -421,7 +422,7 @@ def readyz_ok(port: int) -> bool:
 
 @dataclasses.dataclass
 class Bench:
-    """Everything running for the benchmark and the account whose profile is read."""
+    """Everything running for the benchmark, and the account whose record the load reads."""
     stack: GatewayStack
     sink: OtlpSink
     nginx: Nginx | None = None
@@ -436,7 +437,7 @@ class Bench:
     def user(self) -> Service:
         return self.stack.user
 
-    def profile_url(self, base_url: str) -> str:
+    def user_url(self, base_url: str) -> str:
         return f"{base_url}/api/v1/users/{self.user_id}"
 
 
@@ -477,14 +478,14 @@ def place_order(bench: Bench) -> None:
 
 
 def check_answers(bench: Bench) -> None:
-    """Every URL under test answers 200 with the same profile before any load is measured."""
+    """Every URL under test answers 200 with the same user record before any load is measured."""
     bases = {"gateway": bench.stack.gateway_url, "nginx": bench.nginx.base_url, "user": bench.user.base_url,
              "observability off": bench.observability_off.base_url,
              "observability on": bench.observability_on.base_url}
     for name, base in bases.items():
-        status, body = call_json("GET", bench.profile_url(base), token=bench.token)
+        status, body = call_json("GET", bench.user_url(base), token=bench.token)
         if status != 200 or body.get("id") != bench.user_id:
-            raise BenchError(f"GET {bench.profile_url(base)} ({name}) answered {status}: {body}")
+            raise BenchError(f"GET {bench.user_url(base)} ({name}) answered {status}: {body}")
 
 
 def start_everything(bench: Bench) -> None:
@@ -510,7 +511,7 @@ def start_everything(bench: Bench) -> None:
 def wrk_variant(bench: Bench, base_url: str, rss_pids: dict[str, int]):
     def run(settings: Settings, duration: int) -> LoadResult:
         with PeakRss(rss_pids, bench.peaks):
-            return run_wrk(bench.profile_url(base_url), bench.token, settings, duration)
+            return run_wrk(bench.user_url(base_url), bench.token, settings, duration)
     return run
 
 
@@ -630,18 +631,37 @@ def tidy_perf_line(line: str) -> str:
     return f"{percent:>7}  {rest[:140]}"
 
 
-def profile_user(bench: Bench, settings: Settings) -> Profile:
-    """Records the user service's CPU while wrk loads it directly (a run of its own, not counted in the table)."""
+@dataclasses.dataclass(frozen=True)
+class ProfileTarget:
+    """A process to profile and the URL loaded meanwhile."""
+    name: str  # profile-<name>.txt
+    title: str
+    pid: int
+    base_url: str
+
+
+def profile_targets(bench: Bench) -> list[ProfileTarget]:
+    return [
+        ProfileTarget("user", "the user service, loaded directly", bench.user.pid, bench.user.base_url),
+        ProfileTarget("gateway", "the gateway, in front of the user service", bench.stack.gateway.pid,
+                      bench.stack.gateway_url),
+        ProfileTarget("user-observability-on", "the user service with metrics, access log and OTLP export on",
+                      bench.observability_on.pid, bench.observability_on.base_url),
+    ]
+
+
+def record_profile(bench: Bench, target: ProfileTarget, settings: Settings) -> Profile:
+    """Records one process's CPU while wrk loads it (a run of its own: perf's overhead stays out of the table)."""
     if not PERF.exists():
         return Profile(unavailable=f"{PERF} is not installed (Debian package linux-perf)")
-    data = bench.stack.root / "perf-user.data"
+    data = bench.stack.root / f"perf-{target.name}.data"
     failures = []
     # The default event first; cpu-clock (a software timer) where hardware counters are not exposed, as in a VM.
     for event in ([], ["-e", "cpu-clock"]):
-        process, log = perf_record(bench.user.pid, data, settings.duration + 1, event)
+        process, log = perf_record(target.pid, data, settings.duration + 1, event)
         time.sleep(0.5)  # perf attaches before the load starts
         if process.poll() is None:
-            run_wrk(bench.profile_url(bench.user.base_url), bench.token, settings, settings.duration)
+            run_wrk(bench.user_url(target.base_url), bench.token, settings, settings.duration)
         code = process.wait(timeout=settings.duration + 60)
         if code == 0 and data.exists():
             return read_profile(data)
@@ -661,14 +681,14 @@ def read_profile(data: Path) -> Profile:
                    dso_symbols=perf_report_lines(data, "dso,symbol", 15), dsos=perf_report_lines(data, "dso", 8))
 
 
-def write_profile(profile: Profile, settings: Settings) -> Path:
-    path = OUT_DIR / "profile-user.txt"
+def write_profile(target: ProfileTarget, profile: Profile, settings: Settings) -> Path:
+    path = OUT_DIR / f"profile-{target.name}.txt"
     if profile.unavailable:
-        path.write_text(f"No profile: {profile.unavailable}\n")
+        path.write_text(f"No profile of {target.title}: {profile.unavailable}\n")
         return path
     path.write_text(
-        f"# CPU profile of the user service under GET /api/v1/users/{{id}} (wrk -t{LOAD_THREADS} "
-        f"-c{settings.connections} -d{settings.duration}s, direct)\n"
+        f"# CPU profile of {target.title}: GET /api/v1/users/{{id}}, wrk -t{LOAD_THREADS} "
+        f"-c{settings.connections} -d{settings.duration}s\n"
         f"# perf record -g -p <pid> (event {profile.event}, {profile.samples} samples); self time:\n"
         f"# perf report --no-children --sort symbol --stdio -g none (top {len(profile.symbols)})\n"
         + "\n".join(profile.symbols)
@@ -844,24 +864,24 @@ def machine_info() -> dict[str, str]:
                 if line.startswith("model name")), "unknown")
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+    # Only changes to what the binaries are built from make the commit an inexact description of what ran.
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
+                            "services", "CMakeLists.txt", "CMakePresets.json"],
                            capture_output=True, text=True, check=False).stdout.strip()
     return {"nproc": str(os.cpu_count()), "cpu": cpu, "kernel": os.uname().release,
             "load_average": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-            "commit": commit + (" (uncommitted changes in the tree)" if dirty else ""),
+            "commit": commit + (" (with uncommitted changes to services/)" if dirty else ""),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def print_profile_summary(profile: Profile, path: Path) -> None:
+def print_profile_summary(target: ProfileTarget, profile: Profile, path: Path) -> None:
     if profile.unavailable:
-        print(f"\nCPU profile of the user service: not recorded ({profile.unavailable})")
+        print(f"\nCPU profile of {target.title}: not recorded ({profile.unavailable})")
         return
-    print(f"\nCPU profile of the user service ({profile.event}, {profile.samples} samples; all of it in "
-          f"{path.relative_to(REPO)}), self time by shared object:")
-    for line in profile.dsos[:6]:
-        print(f"  {line.strip()}")
-    print("  top symbols (library, symbol):")
-    for line in profile.dso_symbols[:8]:
+    print(f"\nCPU profile of {target.title} ({profile.event}, {profile.samples} samples; "
+          f"{path.relative_to(REPO)}), self time by library: "
+          + ", ".join(" ".join(line.split()) for line in profile.dsos[:5]))
+    for line in profile.dso_symbols[:6]:
         print(f"  {line.strip()[:110]}")
 
 
@@ -898,11 +918,12 @@ def measure(bench: Bench, settings: Settings) -> dict:
     obs_runs, spans = observability_runs(bench, settings)
     print("footprint: order service under load, then timed starts", flush=True)
     order_run = order_peak_run(bench, settings)
-    print("profile of the user service (perf record) ...", flush=True)
-    profile = profile_user(bench, settings)
+    print("CPU profiles (perf record) ...", flush=True)
+    targets = profile_targets(bench)
+    profiles = {target.name: record_profile(bench, target, settings) for target in targets}
     starts = {name: time_starts(bench.stack, name, settings.starts) for name in ("gateway", "user", "order")}
     return {"proxy_runs": proxy_runs, "observability_runs": obs_runs, "spans": spans, "order_run": order_run,
-            "profile": profile, "starts": starts, "peaks_kib": dict(bench.peaks),
+            "profile_targets": targets, "profiles": profiles, "starts": starts, "peaks_kib": dict(bench.peaks),
             "gateway_threads": gateway_threads, "nginx_workers": bench.nginx.workers}
 
 
@@ -910,7 +931,8 @@ def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
     rows = (comparison_rows(measured["proxy_runs"], measured["nginx_workers"], measured["gateway_threads"])
             + observability_rows(measured["observability_runs"], measured["spans"])
             + footprint_rows(measured["starts"], measured["peaks_kib"]))
-    profile_path = write_profile(measured["profile"], settings)
+    profile_paths = {target.name: write_profile(target, measured["profiles"][target.name], settings)
+                     for target in measured["profile_targets"]}
     print(f"\nVigie benchmark, commit {machine['commit']}: {machine['nproc']} x {machine['cpu']}, kernel "
           f"{machine['kernel']}, load average at start {machine['load_average']}")
     print(f"wrk -t{LOAD_THREADS} -c{settings.connections} -d{settings.duration}s --latency; pgbench -M extended "
@@ -921,7 +943,8 @@ def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
     print("\nobservability 'on' phase, warm-up included (service /metrics, sink counts): "
           + ", ".join(f"{k} {v:.1f}" if k.endswith("ms") else f"{k} {v:.0f}"
                       for k, v in spans.items() if v is not None))
-    print_profile_summary(measured["profile"], profile_path)
+    for target in measured["profile_targets"]:
+        print_profile_summary(target, measured["profiles"][target.name], profile_paths[target.name])
     measured_runs = [*measured["proxy_runs"].values(), *measured["observability_runs"].values(),
                      [measured["order_run"]]]
     errors = sum(r.errors for runs in measured_runs for r in runs)
