@@ -108,7 +108,8 @@ void Router::add(Verb method, std::string pattern, Handler handler) {
 RouteMatch Router::match(Verb method, std::string_view path, PathParams& params) const {
     thread_local std::vector<std::string_view> segments;
     RouteMatch result;
-    if (!split_path(path, segments)) {
+    // "/users/" is not "/users": a trailing slash names another resource (RFC 3986), which no route declares.
+    if (!split_path(path, segments) || (path.size() > 1 && path.back() == '/')) {
         return result;
     }
     for (std::size_t i = 0; i < routes_.size(); ++i) {

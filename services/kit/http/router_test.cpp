@@ -97,6 +97,12 @@ TEST_F(RouterTest, RefusesDotSegmentsAndEmptySegments) {
     }
 }
 
+TEST_F(RouterTest, TrailingSlashIsAnotherResource) {
+    EXPECT_EQ(match(Verb::get, "/api/v1/users/").kind, RouteMatch::Kind::not_found);
+    EXPECT_EQ(match(Verb::get, "/api/v1/users/42/").kind, RouteMatch::Kind::not_found);
+    EXPECT_EQ(match(Verb::get, "/api/v1/users").kind, RouteMatch::Kind::found);
+}
+
 TEST(SplitPath, SplitsSegments) {
     std::vector<std::string_view> segments;
     ASSERT_TRUE(split_path("/a/b/c", segments));
