@@ -139,18 +139,20 @@ def parse_args(argv: list[str] | None) -> Settings:
                     "observability, memory and start-up time. Prints one table; writes build/bench/results.json "
                     "and build/bench/profile-*.txt.")
     parser.add_argument("--duration", type=bounded_int(1, 600), metavar="SECONDS",
-                        help="length of each measured load run (default 10, --quick 3)")
+                        help="length of each measured load run (default 5, --quick 3)")
     parser.add_argument("--connections", type=bounded_int(LOAD_THREADS, MAX_CONNECTIONS), metavar="N",
                         help=f"concurrent connections of wrk and clients of pgbench (default 32, at most "
                              f"{MAX_CONNECTIONS})")
     parser.add_argument("--rounds", type=bounded_int(1, 15), metavar="N",
-                        help="rounds of alternating runs; the table shows their median (default 3, --quick 1)")
+                        help="rounds of alternating runs; the table shows their median (default 6, --quick 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s runs, one round, 3 timed starts")
     args = parser.parse_args(argv)
     quick = args.quick
-    return Settings(duration=args.duration or (3 if quick else 10),
+    # Many short rounds rather than a few long ones: the background load of a shared machine changes within
+    # seconds, and back-to-back pairs of short runs see the same background.
+    return Settings(duration=args.duration or (3 if quick else 5),
                     connections=args.connections or 32,
-                    rounds=args.rounds or (1 if quick else 3),
+                    rounds=args.rounds or (1 if quick else 6),
                     starts=3 if quick else 5)
 
 
