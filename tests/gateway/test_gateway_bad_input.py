@@ -136,7 +136,7 @@ def test_a_client_that_stops_sending_is_cut_off(gw):
         reply, elapsed, closed = read_reply(sock, started)
     assert elapsed < 5, elapsed  # HTTP_READ_TIMEOUT is 2 s
     assert closed
-    assert reply is None or reply.status == 408, reply
+    assert reply is None, reply  # cut off without an answer: the deadline closes the socket
 
 
 def test_everything_survived(gw):

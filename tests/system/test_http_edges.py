@@ -144,16 +144,14 @@ def test_an_absolute_form_target_is_refused(stack, spec):
     check_refusal(spec, reply)
 
 
-def test_a_client_that_stops_sending_is_cut_off_after_the_read_deadline(stack, spec):
+def test_a_client_that_stops_sending_is_cut_off_after_the_read_deadline(stack):
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", stack.user.http_port), timeout=15) as sock:
         sock.sendall(b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
         reply, elapsed, closed = read_reply(sock, started)
     assert READ_TIMEOUT_SECONDS - 0.2 <= elapsed <= READ_TIMEOUT_SECONDS + 3, elapsed
     assert closed
-    if reply is not None:  # a 408 is polite; closing is what matters
-        assert reply.status == 408, reply
-        spec.check_refusal(reply)
+    assert reply is None, reply  # the deadline closes the socket: nothing more is written to a stalled client
 
 
 def test_a_client_that_trickles_its_request_is_cut_off_after_the_read_deadline(stack, db):
@@ -172,7 +170,7 @@ def test_a_client_that_trickles_its_request_is_cut_off_after_the_read_deadline(s
                 cut = True
                 break
             readable, _, _ = select.select([sock], [], [], 0.1)
-            if readable:  # a 408, or the connection closed
+            if readable:  # the connection closed
                 cut = True
                 break
             if time.monotonic() - started > READ_TIMEOUT_SECONDS + 3:

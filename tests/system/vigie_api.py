@@ -2,7 +2,7 @@
 
 `Spec.check()` is the single place a response is validated: operations the spec describes go through openapi-core
 (status documented, headers, content type, body schema); responses the HTTP layer gives for any route (404 for an
-unknown route, 405, 408, 413, 431) are checked against the spec's shared `components.responses`. Every problem
+unknown route, 405, 413, 431) are checked against the spec's shared `components.responses`. Every problem
 document must also say the same status as the HTTP status line. `ApiClient` calls it on every response, so a test
 cannot forget to.
 """
@@ -45,7 +45,6 @@ GENERIC_RESPONSES = {
     400: "BadRequest",
     404: "NotFound",
     405: "MethodNotAllowed",
-    408: "RequestTimeout",
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
     431: "HeaderFieldsTooLarge",
@@ -143,9 +142,9 @@ class Spec:
         self._check_generic(reply, context)
 
     def check_refusal(self, reply: Reply) -> None:
-        """A refusal the HTTP layer sends before a request was read whole (400 malformed, 408, 413, 431)."""
+        """A refusal the HTTP layer sends before a request was read whole (400 malformed, 413, 431)."""
         context = f"refusal -> {reply.status} ({reply.content_type}): {reply.body[:500]!r}"
-        assert reply.status in (400, 408, 413, 431), context
+        assert reply.status in (400, 413, 431), context
         self._check_problem(reply, context)
 
     def _check_problem(self, reply: Reply, context: str) -> None:

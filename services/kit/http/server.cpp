@@ -263,7 +263,8 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
             beast_http::request_parser<beast_http::string_body> parser;
             parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
             parser.body_limit(options_.max_body_bytes);
-            // One deadline for head and body together, so a client trickling bytes cannot extend it.
+            // One deadline for head and body together, so a client trickling bytes cannot extend it. At the
+            // deadline the stream closes the socket: the slow client gets no 408, its connection is cut.
             stream.expires_after(options_.read_timeout);
             co_await beast_http::async_read_header(stream, buffer, parser,
                                                    asio::redirect_error(asio::use_awaitable, ec));
@@ -343,9 +344,6 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
         }
         if (ec == beast_http::error::header_limit || ec == beast_http::error::buffer_overflow) {
             return problem(Status::request_header_fields_too_large, "the request head is too large");
-        }
-        if (ec == beast::error::timeout) {
-            return problem(Status::request_timeout, "the request did not arrive in time");
         }
         if (ec == beast_http::error::end_of_stream || ec == beast_http::error::partial_message ||
             ec.category() != beast_http::make_error_code(beast_http::error::bad_method).category()) {
