@@ -68,7 +68,7 @@ fuzz-smoke: build-fuzz ## run every libFuzzer target briefly (FUZZ_SECONDS per t
 	tools/fuzz-smoke.sh build/fuzz
 
 test-python: build ## platform, system, gateway, dashboards and local-platform tests (pytest)
-	$(PYTEST) tests --ignore=tests/drills
+	$(PYTEST) tests --ignore=tests/drills --ignore=tests/containers
 
 test-drills: build ## end-to-end incident drills on an isolated stack (about 8 minutes)
 	$(PYTEST) tests/drills
