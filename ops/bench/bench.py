@@ -622,8 +622,8 @@ def span_counts(service: Service) -> dict[str, float]:
 def observability_runs(bench: Bench, settings: Settings) -> tuple[dict[str, list[LoadResult]], dict]:
     on, off = bench.observability_on, bench.observability_off
     variants = {
-        "observability off": wrk_variant(bench, off.base_url, {}, {"user": [off.pid]}),
-        "observability on": wrk_variant(bench, on.base_url, {}, {"user": [on.pid]}),
+        "observability off": wrk_variant(bench, off.base_url, {}, {"user": [off.pid], "sink": [os.getpid()]}),
+        "observability on": wrk_variant(bench, on.base_url, {}, {"user": [on.pid], "sink": [os.getpid()]}),
     }
     before_spans, before_sink = span_counts(on), bench.sink.counts()
     warm = warm_up(variants, settings)
@@ -802,9 +802,13 @@ def median(values: list[float | None]) -> float | None:
 
 
 def paired_ratio(numerators: list[LoadResult], denominators: list[LoadResult], field: str) -> float | None:
-    """Median of the per-round ratios: each pair ran back to back, so slow drift of the machine cancels out."""
-    ratios = [getattr(a, field) / getattr(b, field) for a, b in zip(numerators, denominators)
-              if getattr(a, field) and getattr(b, field)]
+    """Median of the per-round ratios of a field ('rps', 'p99_ms', or 'cpu:<process>' for CPU per request): each
+    pair ran back to back, so slow drift of the machine cancels out."""
+    def value(result: LoadResult) -> float | None:
+        if field.startswith("cpu:"):
+            return result.cpu_us_per_request.get(field[4:])
+        return getattr(result, field)
+    ratios = [value(a) / value(b) for a, b in zip(numerators, denominators) if value(a) and value(b)]
     return statistics.median(ratios) if ratios else None
 
 
@@ -884,16 +888,18 @@ def observability_rows(runs: dict[str, list[LoadResult]], spans: dict) -> list[R
     loss = (1 - ratio) * 100 if ratio is not None else None
     exported = spans.get("exported", 0)
     dropped = sum(v for k, v in spans.items() if k.startswith("dropped") and v)
-    cpu_off, cpu_on = cpu_us(runs["observability off"], "user"), cpu_us(runs["observability on"], "user")
-    cpu_added = (cpu_on / cpu_off - 1) * 100 if cpu_off and cpu_on else None
+    off, on = runs["observability off"], runs["observability on"]
+    cpu_ratio = paired_ratio(on, off, "cpu:user")
+    cpu_added = f" ({(cpu_ratio - 1) * 100:+.0f} %)" if cpu_ratio is not None else ""
     return [
         Row("3. observability cost: user service direct, all on vs all off", section=True),
         load_row("off (no metrics, access log, export)", runs["observability off"]),
         load_row("on (metrics, access log, OTLP 100 %)", runs["observability on"]),
         check_row("throughput lost", loss, f"{loss:.2f} %" if loss is not None else "", TARGET_OBSERVABILITY_LOSS,
                   False, f"<= {TARGET_OBSERVABILITY_LOSS:.0f} %"),
-        Row("CPU per request: off / on", figure=microseconds(cpu_off, cpu_on)
-            + (f" ({cpu_added:+.0f} %)" if cpu_added is not None else "")),
+        Row("CPU per request: off / on", figure=microseconds(cpu_us(off, "user"), cpu_us(on, "user")) + cpu_added),
+        # The sink runs in this script: on a 2-core machine its CPU is taken from the service's share.
+        Row("  OTLP sink (this script) off / on", figure=microseconds(cpu_us(off, "sink"), cpu_us(on, "sink"))),
         Row("spans exported / dropped", figure=f"{exported:.0f} / {dropped:.0f}",
             target="0 dropped", result="PASS" if exported > 0 and dropped == 0 else "MISS"),
     ]
@@ -991,9 +997,25 @@ def measure(bench: Bench, settings: Settings) -> dict:
     targets = profile_targets(bench)
     profiles = {target.name: record_profile(bench, target, settings) for target in targets}
     starts = {name: time_starts(bench.stack, name, settings.starts) for name in ("gateway", "user", "order")}
+    failed_answers = error_statuses([s.log_path for s in bench.stack.services] + [bench.nginx.root / "access.log"])
     return {"proxy_runs": proxy_runs, "observability_runs": obs_runs, "spans": spans, "order_run": order_run,
+            "failed_answers": failed_answers,
             "profile_targets": targets, "profiles": profiles, "starts": starts, "peaks_kib": dict(bench.peaks),
             "gateway_threads": gateway_threads, "nginx_workers": bench.nginx.workers}
+
+
+def error_statuses(logs: list[Path]) -> dict[str, dict[str, int]]:
+    """Per log, how many answers had each 4xx/5xx status (JSON access logs and nginx's combined format)."""
+    found = {}
+    for log in logs:
+        if not log.exists():
+            continue
+        result = subprocess.run(["grep", "-o", "-E", r'"http.response.status_code":[45][0-9]{2}|" [45][0-9]{2} ',
+                                 str(log)], capture_output=True, text=True, check=False)
+        statuses = [re.sub(r"\D", "", match[-5:]) for match in result.stdout.split("\n") if match]
+        if statuses:
+            found[log.name] = {status: statuses.count(status) for status in sorted(set(statuses))}
+    return found
 
 
 def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
@@ -1024,7 +1046,8 @@ def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
     print(f"\nresults: {path.relative_to(REPO)}")
     if errors:
         total = sum(r.requests for runs in measured_runs for r in runs)
-        print(f"warning: {errors} requests failed during the measured runs (rows marked '!')")
+        print(f"warning: {errors} requests failed during the measured runs (rows marked '!'); 4xx/5xx answers in "
+              f"the logs: {measured['failed_answers'] or 'none (wrk timeouts or socket errors only)'}")
         if errors > total * 0.01:
             print("error: more than 1 % of the requests failed: the throughput figures are not valid",
                   file=sys.stderr)
