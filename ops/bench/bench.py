@@ -656,6 +656,7 @@ class Profile:
     dso_symbols: list[str] = dataclasses.field(default_factory=list)  # the same, naming each symbol's library
     dsos: list[str] = dataclasses.field(default_factory=list)  # self time by library
     unavailable: str | None = None  # why no profile could be recorded
+    load: LoadResult | None = None  # the wrk run made while perf recorded
 
 
 def perf_record(pid: int, data: Path, seconds: int, event: list[str]) -> tuple[subprocess.Popen, Path]:
@@ -711,11 +712,12 @@ def record_profile(bench: Bench, target: ProfileTarget, settings: Settings) -> P
     for event in ([], ["-e", "cpu-clock"]):
         process, log = perf_record(target.pid, data, settings.duration + 1, event)
         time.sleep(0.5)  # perf attaches before the load starts
+        load = None
         if process.poll() is None:
-            run_wrk(bench.user_url(target.base_url), bench.token, settings, settings.duration)
+            load = run_wrk(bench.user_url(target.base_url), bench.token, settings, settings.duration)
         code = process.wait(timeout=settings.duration + 60)
         if code == 0 and data.exists():
-            return read_profile(data)
+            return dataclasses.replace(read_profile(data), load=load)
         failures.append(f"perf record {' '.join(event) or '(default event)'} exited {code}: {tail(log, 600).strip()}")
     return Profile(unavailable="; ".join(failures))
 
@@ -1005,14 +1007,18 @@ def measure(bench: Bench, settings: Settings) -> dict:
 
 
 def error_statuses(logs: list[Path]) -> dict[str, dict[str, int]]:
-    """Per log, how many answers had each 4xx/5xx status (JSON access logs and nginx's combined format)."""
+    """Per log, how many API answers had each 4xx/5xx status (JSON access logs and nginx's combined format); the
+    admin port's /readyz and /metrics are left out."""
     found = {}
+    status = re.compile(r'"http.response.status_code":([45]\d\d)|HTTP/1\.1" ([45]\d\d) ')
     for log in logs:
         if not log.exists():
             continue
-        result = subprocess.run(["grep", "-o", "-E", r'"http.response.status_code":[45][0-9]{2}|" [45][0-9]{2} ',
-                                 str(log)], capture_output=True, text=True, check=False)
-        statuses = [re.sub(r"\D", "", match[-5:]) for match in result.stdout.split("\n") if match]
+        # grep first: the logs hold a line per request, hundreds of megabytes after a full run.
+        result = subprocess.run(["grep", "-E", r'status_code":[45]|" [45][0-9]{2} ', str(log)], capture_output=True,
+                                text=True, check=False)
+        statuses = [next(group for group in match.groups() if group)
+                    for line in result.stdout.splitlines() if "/api/" in line and (match := status.search(line))]
         if statuses:
             found[log.name] = {status: statuses.count(status) for status in sorted(set(statuses))}
     return found
@@ -1036,8 +1042,9 @@ def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
                       for k, v in spans.items() if v is not None))
     for target in measured["profile_targets"]:
         print_profile_summary(target, measured["profiles"][target.name], profile_paths[target.name])
+    profile_runs = [profile.load for profile in measured["profiles"].values() if profile.load is not None]
     measured_runs = [*measured["proxy_runs"].values(), *measured["observability_runs"].values(),
-                     [measured["order_run"]]]
+                     [measured["order_run"]], profile_runs]
     errors = sum(r.errors for runs in measured_runs for r in runs)
     results = {"machine": machine, "settings": dataclasses.asdict(settings), "measured": measured,
                "table": [dataclasses.asdict(row) for row in rows]}
@@ -1046,8 +1053,9 @@ def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
     print(f"\nresults: {path.relative_to(REPO)}")
     if errors:
         total = sum(r.requests for runs in measured_runs for r in runs)
-        print(f"warning: {errors} requests failed during the measured runs (rows marked '!'); 4xx/5xx answers in "
-              f"the logs: {measured['failed_answers'] or 'none (wrk timeouts or socket errors only)'}")
+        print(f"warning: {errors} requests failed during the load runs (rows marked '!'; the others were in the "
+              f"order or profiling runs); 4xx/5xx API answers in the logs: "
+              f"{measured['failed_answers'] or 'none (wrk timeouts or socket errors only)'}")
         if errors > total * 0.01:
             print("error: more than 1 % of the requests failed: the throughput figures are not valid",
                   file=sys.stderr)
