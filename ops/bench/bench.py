@@ -14,10 +14,10 @@ Everything runs on free loopback ports under a temporary directory: the private 
 services come from the system-test helpers (tests/system/vigie_stack.py, tests/gateway/gateway_stack.py). The
 machine is shared and noisy, so the compared variants alternate within each round (A B A B ...) and the table shows
 the median of the rounds; ratios are medians of the per-round ratios of back-to-back runs. A missed target is
-printed as MISS; the exit status is 0 when everything was measured, 1 when something could not be, 2 on bad
-arguments.
+printed as MISS; the exit status is 0 when everything was measured, 1 when something could not be (or more than 1 %
+of the requests failed, which makes the figures meaningless), 2 on bad arguments.
 
-    bench.py                  # the full run (about 5 minutes), table on stdout, build/bench/results.json
+    bench.py                  # the full run (about 5 1/2 minutes), table on stdout, build/bench/results.json
     bench.py --quick          # a smoke run: short runs, one round
     bench.py --duration 20 --connections 64
 
