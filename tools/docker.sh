@@ -20,7 +20,7 @@ Commands:
                    and vigie/postgres-test:15 (PostgreSQL 15 from Debian packages, for the container tests)
   -h, --help       show this help
 
-With internet, nothing here is needed: `docker build` pulls the official base images (deploy/compose/README.md).
+With internet, nothing here is needed: `docker build` pulls the official base images (docs/containers.md).
 Environment: VIGIE_CACHE (default ~/.cache/vigie), DOCKER (client binary, default: docker on PATH).
 USAGE
 }
