@@ -342,6 +342,23 @@ def prometheus_alerts(stack: Stack) -> list[dict]:
     return body["data"]["alerts"]
 
 
+def active_silences(stack: Stack) -> list[dict]:
+    status, body = http_json("GET", stack.alertmanager + "/api/v2/silences")
+    if status != 200 or not isinstance(body, list):
+        raise DrillError(f"Alertmanager answered {status} to /api/v2/silences: {str(body)[:200]}")
+    return [s for s in body if s.get("status", {}).get("state") == "active"]
+
+
+def silences_alert(silence: dict, labels: dict[str, str]) -> bool:
+    """True when every matcher of the silence matches these labels (equality and regex matchers, negated or not)."""
+    for matcher in silence.get("matchers", []):
+        value = labels.get(matcher["name"], "")
+        hit = (re.fullmatch(matcher["value"], value) is not None) if matcher.get("isRegex") else value == matcher["value"]
+        if hit == (not matcher.get("isEqual", True)):
+            return False
+    return True
+
+
 def prometheus_query(stack: Stack, promql: str) -> list[dict]:
     status, body = http_json("GET", stack.prometheus + "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
     if status != 200 or not isinstance(body, dict):
@@ -529,6 +546,7 @@ class Drill:
     def _settle(self) -> None:
         deadline = time.monotonic() + self.settle_timeout
         said = False
+        self._wait_for_silences(deadline)
         while True:
             alerts = prometheus_alerts(self.stack)
             mine = [a for a in alerts if self._matches(a)]
@@ -547,6 +565,23 @@ class Drill:
                          f"({mine[0].get('state')}) to clear first")
                 said = True
             time.sleep(2)
+
+    def _wait_for_silences(self, deadline: float) -> None:
+        """A silence over this alert (say, vigie-local's after a planned restart) would keep its notifications from
+        the sinks: the drill waits until it expires rather than time a notification that cannot come."""
+        labels = {"alertname": self.incident.alert, "service": self.incident.service,
+                  "severity": self.incident.severity}
+        said = False
+        while covering := [s for s in active_silences(self.stack) if silences_alert(s, labels)]:
+            ends = max(s["endsAt"] for s in covering)
+            if time.monotonic() >= deadline:
+                raise DrillError(f"a silence covers {self.incident.alert}/{self.incident.service} until {ends} "
+                                 f"({covering[0].get('comment', '')!r}): run the drill after it ends")
+            if not said:
+                self.log(f"a silence covers {self.incident.alert}/{self.incident.service} until {ends} "
+                         f"({covering[0].get('comment', '')!r}); waiting for it to end")
+                said = True
+            time.sleep(5)
 
     def _matches(self, alert: dict) -> bool:
         labels = alert.get("labels", {})
