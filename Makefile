@@ -74,8 +74,9 @@ test-drills: build ## end-to-end incident drills on an isolated stack (about 8 m
 	$(PYTEST) tests/drills
 
 # Not in `test` yet (needs root and dockerd): cold (no base image, no layer cache) ~17-21 min here under a parallel
-# test run, mostly the C++ build; warm 1.5 min (a new commit rebuilds one kit component, ~40 s). Builds the images with the offline base images
-# (tools/docker.sh), runs them against PostgreSQL in a container, smoke test, SIGTERM drain; hadolint, Trivy, compose.
+# test run, mostly the C++ build; warm 1.5 min (a new commit rebuilds one kit component, ~40 s). Builds the images
+# with the offline base images (tools/docker.sh), runs them against PostgreSQL in a container, smoke test, SIGTERM
+# drain; hadolint, Trivy, compose.
 test-containers: deps ## container images: build offline, run, smoke, drain; hadolint, Trivy, compose profiles
 	VIGIE_CONTAINER_TESTS=1 $(PYTEST) -s tests/containers
 
