@@ -18,7 +18,11 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 
 def registered_routes() -> set[tuple[str, str]]:
     routes = set()
-    for source in sorted((REPO / "services").glob("*/src/*_api.cpp")):
+    # The services' own routes, and the one the gateway answers itself (the summary); the gateway's forwarded routes
+    # are the services' paths.
+    sources = [*sorted((REPO / "services").glob("*/src/*_api.cpp")),
+               REPO / "services" / "gateway" / "src" / "gateway.cpp"]
+    for source in sources:
         for method, path in ROUTE.findall(source.read_text(encoding="utf-8")):
             routes.add((method, path))
     return routes

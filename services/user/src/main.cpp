@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <iostream>
+#include <optional>
 
 #include "kit/db/migrate.hpp"
 #include "kit/service/database.hpp"
@@ -23,14 +24,20 @@ constexpr const char* kUsage = R"(usage: user [serve | migrate | --help]
 )";
 
 /// Makes the configured account an admin, retrying until the database answers (the service starts without it).
-/// The password is hashed on a worker thread, not before start: argon2id would delay readiness by tens of ms.
+/// The password is hashed on a worker thread, not before start: argon2id would delay readiness by tens of ms. A full
+/// hashing queue (HASH_MAX_PENDING) is retried like a database error.
 asio::awaitable<void> bootstrap_admin(asio::io_context& io, user::UserStore& store, user::UserApi& api,
                                       std::string email, std::string password, bool& done) {
-    auto password_hash = co_await api.hash(std::move(password));
+    std::optional<std::string> password_hash;
     asio::steady_timer timer(io);
     while (!done) {
         try {
-            co_await store.upsert_admin(email, password_hash, trace::SpanContext{});
+            if (!password_hash) {
+                // Named: GCC 12 mishandles non-trivial temporaries that live across a co_await.
+                auto hashing = api.hash(password);
+                password_hash = co_await std::move(hashing);
+            }
+            co_await store.upsert_admin(email, *password_hash, trace::SpanContext{});
             done = true;
             log::info("admin account ready", {{"user.email", email}});
             break;
@@ -38,6 +45,21 @@ asio::awaitable<void> bootstrap_admin(asio::io_context& io, user::UserStore& sto
             log::warn("admin bootstrap failed, retrying", {{"error.message", std::string_view(e.what())}});
         }
         timer.expires_after(std::chrono::seconds(1));
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
+/// The dummy hash logins with unknown e-mails are checked against (a readiness condition), retried while the
+/// hashing queue is full.
+asio::awaitable<void> prepare_password_hashing(asio::io_context& io, user::UserApi& api) {
+    asio::steady_timer timer(io);
+    while (!api.dummy_hash_ready()) {
+        try {
+            co_await api.prepare_dummy_hash();
+        } catch (const std::exception& e) {
+            log::warn("dummy hash postponed", {{"error.message", std::string_view(e.what())}});
+        }
+        timer.expires_after(std::chrono::milliseconds(100));
         co_await timer.async_wait(asio::use_awaitable);
     }
 }
@@ -86,7 +108,7 @@ int serve(const config::Env& env) {
     }
     service.add_readiness_check("password_hashing",
                                 [&api]() -> asio::awaitable<bool> { co_return api.dummy_hash_ready(); });
-    asio::co_spawn(service.io(), api.prepare_dummy_hash(), asio::detached);
+    asio::co_spawn(service.io(), prepare_password_hashing(service.io(), api), asio::detached);
     service.start();
     return service.run();
 }
