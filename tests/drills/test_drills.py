@@ -189,6 +189,21 @@ def test_notification_parsers_read_what_the_alertmanager_templates_write():
 # ---------------------------------------------------------------------------------------------------------------
 
 
+HOST_DISK_ALERTS = {"HostDiskSpaceLow": 0.15, "HostDiskSpaceCritical": 0.05}
+
+
+def host_disk_really_low(alertname: str, mountpoint: str = "/") -> bool:
+    """A disk alert about this machine that statvfs confirms is right, not the platform's doing: a test host with
+    little free disk must not fail the steady-load check, and any other disk alert still does."""
+    if alertname not in HOST_DISK_ALERTS:
+        return False
+    try:
+        fs = os.statvfs(mountpoint or "/")
+    except OSError:
+        return False
+    return fs.f_bavail / fs.f_blocks < HOST_DISK_ALERTS[alertname] + 0.01
+
+
 def test_steady_load_raises_no_alert(platform):
     stack = platform.stack
     # The load generator started with the stack; wait until Prometheus sees its traffic on both services.
@@ -208,10 +223,15 @@ def test_steady_load_raises_no_alert(platform):
         for alert in incidents.prometheus_alerts(stack):
             if alert["labels"].get("service") in absent and alert["labels"]["alertname"] in GATEWAY_ABSENT_ALERTS:
                 continue
+            if host_disk_really_low(alert["labels"]["alertname"], alert["labels"].get("mountpoint", "/")):
+                print(f"ignored: {alert['labels']['alertname']} is true of this test host's disk")
+                continue
             seen.setdefault(incidents.key(alert), f"{alert['state']}: {alert['annotations'].get('summary')}")
         time.sleep(2)
     assert not seen, f"alerts under steady load: {seen}"
     def expected(notification) -> bool:
+        if notification is not None and host_disk_really_low(notification.alert):
+            return True
         return (notification is not None and notification.alert in GATEWAY_ABSENT_ALERTS
                 and notification.service in absent)
 
