@@ -82,7 +82,10 @@ def test_scrape_configuration(rendered):
     assert config["global"]["scrape_interval"] == "5s"
     assert config["global"]["evaluation_interval"] == "5s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"gateway", "user", "order", "node", "postgres", "blackbox", "prometheus", "alertmanager"}
+    assert set(jobs) == {"gateway", "user", "order", "node", "postgres", "blackbox", "jaeger", "prometheus",
+                         "alertmanager"}
+    # Jaeger is discovered from a file vigie-local writes only when tracing runs, next to prometheus.yml.
+    assert jobs["jaeger"]["file_sd_configs"] == [{"files": ["targets/jaeger.json"], "refresh_interval": "30s"}]
     for service, (public, admin) in SERVICES.items():
         [target] = jobs[service]["static_configs"]
         assert target["targets"] == [f"127.0.0.1:{admin}"]
