@@ -18,12 +18,12 @@ COMPOSE = ROOT / "deploy/compose/docker-compose.yml"
 DOCKERFILES = [ROOT / "deploy/docker/Dockerfile", ROOT / "tests/containers/postgres/Dockerfile"]
 ENV_NAMES = ["POSTGRES_PASSWORD", "USERS_OWNER_PASSWORD", "USERS_APP_PASSWORD", "ORDERS_OWNER_PASSWORD",
              "ORDERS_APP_PASSWORD", "MONITOR_PASSWORD", "ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-             "VAULT_DEV_ROOT_TOKEN"]
+             "VAULT_DEV_ROOT_TOKEN", "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "LOGSTASH_WRITER_PASSWORD"]
 PROFILES = {
     "core": {"postgres", "user-migrate", "order-migrate", "user", "order", "gateway", "loadgen"},
     "monitoring": {"config-render", "prometheus", "alertmanager", "grafana", "mailpit", "slack-sink",
                    "node-exporter", "postgres-exporter", "blackbox-exporter"},
-    "logging": {"elasticsearch", "logstash", "kibana"},
+    "logging": {"elasticsearch", "elasticsearch-setup", "logstash", "filebeat", "kibana"},
     "tracing": {"jaeger"},
     "secrets": {"vault"},
 }
@@ -66,7 +66,8 @@ def test_compose_images_are_pinned_and_limited():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: image {image} is not pinned"
         assert service.get("mem_limit"), f"{name}: no memory limit"
-        if "network_mode" not in service and name not in {"config-render", "user-migrate", "order-migrate"}:
+        if "network_mode" not in service and name not in {"config-render", "user-migrate", "order-migrate",
+                                                          "elasticsearch-setup"}:
             # Our images carry their HEALTHCHECK (deploy/docker/Dockerfile); the exporters' images have no shell or
             # HTTP client to probe with, and Prometheus's `up` watches them.
             ours = "build" in service
