@@ -8,7 +8,8 @@ usage() {
     cat <<'USAGE'
 Usage: tools/install-deps.sh [--apt-only | --python-only]
 Installs what Vigie needs to build, run and test, at pinned versions: Debian packages, the Python test tools
-(.cache/venv) and tools built from the Go module proxy (Sloth, cached in ~/.cache/vigie). Safe to re-run.
+(.cache/venv) and tools built from the Go module proxy and Maven (Sloth, Jaeger, OpenSearch; cached in
+~/.cache/vigie). Safe to re-run.
 USAGE
 }
 
@@ -65,6 +66,9 @@ install_python() {
 install_tools() {
     # Tools built from the Go module proxy, cached per machine in ~/.cache/vigie (see each script).
     "$root/platform/slo/generate.py" --install >/dev/null
+    # The log store (OpenSearch, Maven) and the trace store (Jaeger, Go), both cached per machine.
+    "$root/tools/opensearch.sh" install
+    "$root/tools/jaeger.sh" install
 }
 
 ((do_apt)) && install_apt

@@ -17,7 +17,7 @@ touched. Indices are deleted one by one by exact name (the server may set action
 
 Each deletion (or, with --dry-run, each deletion that would happen) is one JSON line on stdout; so is the summary of
 every run and every error. With --every SECONDS the job runs forever (a supervisord program): an unreachable or
-failing server is logged and retried at the next tick; SIGTERM or SIGINT ends it with status 0. Without --every, one
+failing server is logged and retried within a minute; SIGTERM or SIGINT ends it with status 0. Without --every, one
 run: status 0 when it succeeded, 1 when it failed. Bad arguments: a message and status 2.
 
 --metrics-file PATH is rewritten atomically after every run in the Prometheus text format, for node_exporter's
@@ -62,6 +62,10 @@ class AdminError(Exception):
 # ---------------------------------------------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------------------------------------------
+
+# With --every: how soon a failed run is tried again.
+RETRY_AFTER_FAILURE_SECONDS = 60.0
+
 
 def parse_url(text: str) -> str:
     parts = urllib.parse.urlsplit(text)
@@ -395,7 +399,8 @@ def retention(args: argparse.Namespace) -> int:
             ok = False
         if not args.every:
             return 0 if ok else 1
-        if stop.wait(args.every):
+        # A failed run (OpenSearch still starting, or away) is retried within a minute, not at the next tick.
+        if stop.wait(args.every if ok else min(args.every, RETRY_AFTER_FAILURE_SECONDS)):
             log("info", "stopped", **{"event.action": "stopped"})
             return 0
 

@@ -88,6 +88,8 @@ class Platform:
         self.state = state
         self.env = {**os.environ, "VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR)}
         self.env.update({name: str(port) for name, port in ports.items()})
+        # The log and trace pipelines (a JVM among them) are tested on their own stack in tests/logging.
+        self.env.update({"VIGIE_LOGGING": "off", "VIGIE_TRACING": "off"})
         for name in ("DATABASE_URL", "DATABASE_URL_FILE"):
             self.env.pop(name, None)
         self.stack = incidents.Stack.from_env(self.env)

@@ -70,6 +70,8 @@ class Stack:
         self.env = {**os.environ, "VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR)}
         self.env.update({name: str(port) for name, port in ports.items()})
         self.env["VIGIE_LOADGEN_RATE"] = "2"  # enough to see it run, little CPU
+        # The log and trace pipelines (a JVM among them) are tested on their own stack in tests/logging.
+        self.env.update({"VIGIE_LOGGING": "off", "VIGIE_TRACING": "off"})
         # Settings from a developer's shell must not reach the stack under test.
         for name in ("DATABASE_URL", "DATABASE_URL_FILE"):
             self.env.pop(name, None)

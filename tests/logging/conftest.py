@@ -85,6 +85,18 @@ def free_http_port() -> int:
     pytest.fail(f"no free port pair in {HTTP_PORTS.start}-{HTTP_PORTS.stop - 1} (+100)")
 
 
+@pytest.fixture(scope="module")
+def opensearch_http_port() -> int:
+    """A free HTTP port the OpenSearch runner accepts, its transport port (+100) free too."""
+    return free_http_port()
+
+
+@pytest.fixture
+def figures() -> dict[str, str]:
+    """Where a test records a measured figure for the terminal summary."""
+    return FIGURES
+
+
 def closed_port() -> int:
     """A port where nothing listens (bound, then released)."""
     with socket.socket() as s:

@@ -455,6 +455,8 @@ def live_stack():
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_") and k not in ("DATABASE_URL",
                                                                                             "DATABASE_URL_FILE")}
     env.update({"VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR)})
+    # The log and trace pipelines (a JVM among them) are tested on their own stack in tests/logging.
+    env.update({"VIGIE_LOGGING": "off", "VIGIE_TRACING": "off"})
     env.update({name: str(port) for name, port in ports.items()})
     stack = LiveStack(state, ports, env)
     try:
