@@ -474,6 +474,7 @@ class Bench:
     nginx: Nginx | None = None
     observability_off: Service | None = None
     observability_on: Service | None = None
+    tracing_off: Service | None = None  # metrics and access log on, no span export: isolates tracing's cost
     pgbench: PgbenchTarget | None = None
     token: str = ""
     user_id: str = ""
@@ -527,7 +528,8 @@ def check_answers(bench: Bench) -> None:
     """Every URL under test answers 200 with the same user record before any load is measured."""
     bases = {"gateway": bench.stack.gateway_url, "nginx": bench.nginx.base_url, "user": bench.user.base_url,
              "observability off": bench.observability_off.base_url,
-             "observability on": bench.observability_on.base_url}
+             "observability on": bench.observability_on.base_url,
+             "tracing off": bench.tracing_off.base_url}
     for name, base in bases.items():
         status, body = call_json("GET", bench.user_url(base), token=bench.token)
         if status != 200 or body.get("id") != bench.user_id:
@@ -540,6 +542,8 @@ def start_everything(bench: Bench) -> None:
     bench.observability_off = stack.start_service("user", **REPLICA_ENV, **OBSERVABILITY_OFF)
     bench.observability_on = stack.start_service("user", **REPLICA_ENV, **OBSERVABILITY_ON,
                                                  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=bench.sink.endpoint)
+    bench.tracing_off = stack.start_service("user", **REPLICA_ENV, **OBSERVABILITY_ON,
+                                            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="")
     # One nginx worker per gateway thread: the gateway serves on one event loop (kit/service's io_context{1}).
     bench.nginx = Nginx(stack.root, stack.user.http_port, workers=thread_count(stack.gateway.pid))
     bench.nginx.start()
@@ -620,10 +624,11 @@ def span_counts(service: Service) -> dict[str, float]:
 
 
 def observability_runs(bench: Bench, settings: Settings) -> tuple[dict[str, list[LoadResult]], dict]:
-    on, off = bench.observability_on, bench.observability_off
+    on, off, untraced = bench.observability_on, bench.observability_off, bench.tracing_off
     variants = {
         "observability off": wrk_variant(bench, off.base_url, {}, {"user": [off.pid], "sink": [os.getpid()]}),
         "observability on": wrk_variant(bench, on.base_url, {}, {"user": [on.pid], "sink": [os.getpid()]}),
+        "tracing off": wrk_variant(bench, untraced.base_url, {}, {"user": [untraced.pid], "sink": [os.getpid()]}),
     }
     before_spans, before_sink = span_counts(on), bench.sink.counts()
     warm = warm_up(variants, settings)
@@ -904,7 +909,18 @@ def observability_rows(runs: dict[str, list[LoadResult]], spans: dict) -> list[R
         Row("  OTLP sink (this script) off / on", figure=microseconds(cpu_us(off, "sink"), cpu_us(on, "sink"))),
         Row("spans exported / dropped", figure=f"{exported:.0f} / {dropped:.0f}",
             target="0 dropped", result="PASS" if exported > 0 and dropped == 0 else "MISS"),
+        # Tracing alone: the same service with metrics and access log, with and without span export at 100 %.
+        load_row("metrics + access log, no tracing", runs["tracing off"]),
+        Row("throughput lost to tracing (100 % sampled)", figure=percent_lost(runs["observability on"],
+                                                                                   runs["tracing off"])),
+        Row("CPU per request: no tracing / tracing",
+            figure=microseconds(cpu_us(runs["tracing off"], "user"), cpu_us(on, "user"))),
     ]
+
+
+def percent_lost(with_it: list[LoadResult], without: list[LoadResult]) -> str:
+    ratio = paired_ratio(with_it, without, "rps")
+    return f"{(1 - ratio) * 100:.2f} %" if ratio is not None else ""
 
 
 def footprint_rows(starts: dict[str, dict[str, list[float]]], peaks: dict[str, int]) -> list[Row]:

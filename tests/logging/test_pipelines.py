@@ -173,6 +173,15 @@ def place_order(platform: Platform, customer: dict, trace_id: str) -> requests.R
                         json={"items": [{"sku": "BOOK-42", "quantity": 1, "unit_price_cents": 990}]})
 
 
+def field(document: dict, name: str):
+    """An ECS field of a stored document: the services write dotted names ("trace.id"), which OpenSearch keeps as
+    they are in _source; fields the shipper adds are nested objects ({"log": {"file": ...}})."""
+    if name in document:
+        return document[name]
+    head, _, rest = name.partition(".")
+    return field(document[head], rest) if rest and isinstance(document.get(head), dict) else None
+
+
 def spans_by_service(trace: dict) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for span in trace["spans"]:
@@ -258,19 +267,20 @@ def test_a_requests_log_lines_are_found_by_its_trace_id(platform: Platform, cust
 
     def all_shipped():
         found = platform.log_lines(trace_id)
-        return found if {line.get("service", {}).get("name") for line in found} >= set(SERVICES) else None
+        return found if {field(line, "service.name") for line in found} >= set(SERVICES) else None
 
     found = wait_for(f"log lines of {trace_id} from {SERVICES} in OpenSearch", all_shipped, timeout=60, interval=0.2)
     figures["log line written -> searchable (one order, 3 services)"] = f"{time.monotonic() - written_at:.1f} s"
     # Exactly the lines the services wrote, each once, with their ECS fields kept.
     assert len(found) == len(platform.written_lines(trace_id))
     for line in found:
-        assert line["trace"]["id"] == trace_id
-        assert re.fullmatch(r"[0-9a-f]{16}", line["span"]["id"])
-        assert line["log"]["level"] in ("debug", "info", "warn", "error")
+        assert field(line, "trace.id") == trace_id
+        assert re.fullmatch(r"[0-9a-f]{16}", field(line, "span.id"))
+        assert field(line, "log.level") in ("debug", "info", "warn", "error")
         assert line["@timestamp"].endswith("Z")
-    access = [line for line in found if line.get("http", {}).get("response", {}).get("status_code")]
-    assert {line["service"]["name"] for line in access} == set(SERVICES)
+        assert field(line, "log.file.path").endswith(f"{field(line, 'service.name')}.log")
+    access = [line for line in found if field(line, "http.response.status_code")]
+    assert {field(line, "service.name") for line in access} == set(SERVICES)
 
 
 def test_logs_written_while_opensearch_is_down_are_not_lost(platform: Platform, customer: dict):
@@ -311,3 +321,55 @@ def test_pipeline_health_reaches_prometheus(platform: Platform, customer: dict):
     for what, query in checks.items():
         minimum = 3 if what == "services export spans" else 1
         wait_for(what, lambda q=query: len(platform.prometheus(q)) >= minimum, timeout=90, interval=2)
+
+
+# --- the shipper's own pieces, without a platform ----------------------------------------------------------------
+SHIPPER_CONF = REPO / "platform" / "logging" / "rsyslog" / "vigie-shipper.conf"
+STATS_EXPORTER = REPO / "platform" / "logging" / "rsyslog" / "stats_exporter.py"
+
+
+def shipper_env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "state").mkdir()
+    return {**os.environ, "VIGIE_LOG_DIR": str(tmp_path / "logs"), "VIGIE_SHIPPER_STATE": str(tmp_path / "state"),
+            "VIGIE_HOST": "127.0.0.1", "VIGIE_OPENSEARCH_PORT": "9200", "VIGIE_SHIPPER_STATS": str(STATS_EXPORTER),
+            "VIGIE_METRICS_DIR": str(tmp_path)}
+
+
+def test_shipper_configuration_is_valid_for_rsyslog(tmp_path: Path):
+    env = shipper_env(tmp_path)
+    check = subprocess.run(["rsyslogd", "-N1", "-f", str(SHIPPER_CONF)], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # The check can fail: a misspelt parameter is refused.
+    broken = tmp_path / "broken.conf"
+    broken.write_text(SHIPPER_CONF.read_text().replace('bulkmode="on"', 'bulkmod="on"'))
+    check = subprocess.run(["rsyslogd", "-N1", "-f", str(broken)], env=env, capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0
+
+
+def test_stats_exporter_turns_impstats_into_valid_prometheus_metrics(tmp_path: Path):
+    impstats = [
+        {"name": "/var/log/order.log", "origin": "imfile", "submitted": 42},
+        {"name": "opensearch", "origin": "core.action", "processed": 40, "failed": 0, "suspended": 1},
+        {"name": "opensearch queue", "origin": "core.queue", "size": 5, "discarded.full": 0, "discarded.nf": 2},
+        {"name": "omelasticsearch", "origin": "omelasticsearch", "submitted": 40, "failed.http": 1,
+         "failed.httprequests": 1, "failed.checkConn": 13, "failed.es": 0},
+        {"name": "resource-usage", "origin": "impstats", "utime": 1},
+    ]
+    stdin = "\n".join(json.dumps(stat) for stat in impstats) + "\nnot json\n"
+    run = subprocess.run([str(STATS_EXPORTER), "--metrics-dir", str(tmp_path)], input=stdin, capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    text = (tmp_path / "log_shipper.prom").read_text()
+    assert 'rsyslog_file_lines_read_total{file="order.log"} 42' in text
+    assert 'rsyslog_queue_size{queue="opensearch queue"} 5' in text
+    assert 'rsyslog_queue_discarded_total{queue="opensearch queue",reason="not_fitting"} 2' in text
+    assert 'rsyslog_opensearch_failed_requests_total{reason="checkConn"} 13' in text
+    assert "rsyslog_stats_last_timestamp_seconds " in text
+    promtool = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+    # A metrics directory that does not exist is refused with a message.
+    refused = subprocess.run([str(STATS_EXPORTER), "--metrics-dir", str(tmp_path / "absent")], input="",
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "--metrics-dir" in refused.stderr

@@ -605,21 +605,12 @@ EXPECTED_TYPES = {"@timestamp": "date", "log.level": "keyword", "service.name": 
                   "url.path": "keyword", "service.environment": "keyword", "event.dataset": "keyword"}
 
 
-def test_shared_template_indexes_a_logstash_document(request):
-    if not SHARED_TEMPLATE.exists():
-        pytest.skip("no shared template yet")
-    try:
-        opensearch = request.getfixturevalue("opensearch")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/logging/conftest.py offers no `opensearch` fixture (a real OpenSearch 2.19)")
+def test_shared_template_indexes_a_logstash_document(logs_template):
+    # logs_template (tests/logging/conftest.py): a real OpenSearch 2.19 with the shared template installed.
     import requests
 
-    base = getattr(opensearch, "url", opensearch)
-    assert isinstance(base, str), f"unexpected opensearch fixture {opensearch!r}"
+    base = logs_template.url
     session = requests.Session()
-    template = load_json(SHARED_TEMPLATE)
-    put = session.put(f"{base}/_index_template/vigie-logs-production-check", json=template, timeout=30)
-    assert put.status_code == 200, put.text
     index = "vigie-logs-2025.03.04"
     created = session.post(f"{base}/{index}/_doc?refresh=true", json=LOGSTASH_DOCUMENT, timeout=30)
     assert created.status_code == 201, created.text
@@ -630,4 +621,3 @@ def test_shared_template_indexes_a_logstash_document(request):
                       timeout=30).json()
     assert hit["hits"]["total"]["value"] == 1
     session.delete(f"{base}/{index}", timeout=30)
-    session.delete(f"{base}/_index_template/vigie-logs-production-check", timeout=30)
