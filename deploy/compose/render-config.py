@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(header + text, encoding="utf-8")
             tmp.replace(target)
             print(target)
+        # prometheus.yml discovers Jaeger from targets/jaeger.json (the local platform writes it only when Jaeger
+        # runs). Under compose Jaeger is the `jaeger` service of the tracing profile, its metrics on 8888.
+        targets = args.out_dir / "targets" / "jaeger.json"
+        targets.parent.mkdir(exist_ok=True)
+        targets.write_text(json.dumps([{"targets": ["jaeger:8888"], "labels": {"service": "jaeger"}}]) + "\n")
+        print(targets)
     except render.RenderError as err:
         print(f"render-config: {err}", file=sys.stderr)
         return 1
