@@ -13,6 +13,8 @@
 #include <boost/beast/http/write.hpp>
 #include <charconv>
 #include <deque>
+#include <string>
+#include <vector>
 
 #include "kit/http/server.hpp"
 #include "kit/metrics/registry.hpp"
@@ -99,6 +101,9 @@ class Client::Pool {
     asio::any_io_executor executor_;
     metrics::Family<metrics::Histogram>& duration_;
     std::deque<std::unique_ptr<Connection>> idle_;
+    /// The upstream's addresses: the literal itself, or what its name resolved to (compose and Kubernetes give
+    /// names). Kept while connections succeed; cleared by a failed connect so the name is looked up again.
+    std::vector<tcp::endpoint> addresses_;
 };
 
 Client::Client(asio::any_io_executor executor, ClientOptions options, trace::Tracer* tracer)
@@ -167,15 +172,32 @@ asio::awaitable<Response> Client::send(Request request, Clock::time_point deadli
         } else {
             connection = std::make_unique<Connection>(pool_->executor_);
             beast::error_code ec;
-            tcp::endpoint endpoint(asio::ip::make_address(options_.host, ec), options_.port);
-            if (ec) {
-                std::string error = "bad upstream address " + options_.host;
-                finish(*pool_, options_, method, start, span, "error", &error);
-                throw ClientError(ClientError::Kind::connect, error);
+            if (pool_->addresses_.empty()) {
+                const auto literal = asio::ip::make_address(options_.host, ec);
+                if (!ec) {
+                    pool_->addresses_.emplace_back(literal, options_.port);
+                } else {
+                    // A name: looked up off the event loop (Asio's resolver thread). getaddrinfo cannot be bounded
+                    // by the deadline; a cluster's DNS answers in microseconds, and only new connections ask.
+                    ec.clear();
+                    tcp::resolver resolver(pool_->executor_);
+                    const std::string service = std::to_string(options_.port);
+                    const auto results = co_await resolver.async_resolve(options_.host, service,
+                                                                         asio::redirect_error(asio::use_awaitable, ec));
+                    if (ec || results.empty()) {
+                        std::string error = "cannot resolve upstream host " + options_.host + ": " + ec.message();
+                        finish(*pool_, options_, method, start, span, "error", &error);
+                        throw ClientError(ClientError::Kind::connect, error);
+                    }
+                    for (const auto& entry : results) {
+                        pool_->addresses_.push_back(entry.endpoint());
+                    }
+                }
             }
             connection->stream.expires_after(std::min(options_.connect_timeout, remaining));
-            co_await connection->stream.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
+            co_await connection->stream.async_connect(pool_->addresses_, asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
+                pool_->addresses_.clear();  // the name may point elsewhere now (a rescheduled pod)
                 std::string error = "cannot connect to " + options_.upstream + ": " + ec.message();
                 finish(*pool_, options_, method, start, span, "error", &error);
                 throw ClientError(ec == beast::error::timeout ? ClientError::Kind::timeout : ClientError::Kind::connect,

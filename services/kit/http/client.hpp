@@ -65,8 +65,8 @@ class Client {
     std::shared_ptr<Pool> pool_;
 };
 
-/// A host and port taken from "http://host:port" (an IPv4/IPv6 literal or a name resolved at start-up is up to the
-/// caller); nullopt for anything else (https, a path, no port).
+/// A host and port taken from "http://host:port" (an IPv4/IPv6 literal, or a name the client resolves when it
+/// opens a connection); nullopt for anything else (https, a path, no port).
 struct Endpoint {
     std::string host;
     std::uint16_t port = 0;

@@ -242,9 +242,21 @@ TEST_F(ClientTest, ConnectRefused) {
     EXPECT_EQ(send_error(client, make_request(Verb::get, "/a")), ClientError::Kind::connect);
 }
 
-TEST_F(ClientTest, AddressThatIsNotALiteralIsAConnectError) {
+TEST_F(ClientTest, HostNameIsResolved) {
+    // Compose and Kubernetes address upstreams by name ("http://user:8081"): the client looks the name up.
+    ScriptedUpstream upstream(io_, [](int, int, const Request&) { return ok("by name"); });
+    auto settings = options(upstream.port());
+    settings.host = "localhost";
+    Client client(io_.get_executor(), settings);
+    auto response = send(client, make_request(Verb::get, "/a"));
+    EXPECT_EQ(response.result_int(), 200);
+    EXPECT_EQ(response.body(), "by name");
+    EXPECT_EQ(upstream.requests().back()[beast_http::field::host], "localhost:" + std::to_string(upstream.port()));
+}
+
+TEST_F(ClientTest, NameThatDoesNotResolveIsAConnectError) {
     auto settings = options(80);
-    settings.host = "not-an-address";
+    settings.host = "no-such-host.invalid";  // RFC 6761: never resolves
     Client client(io_.get_executor(), settings);
     EXPECT_EQ(send_error(client, make_request(Verb::get, "/a")), ClientError::Kind::connect);
 }
