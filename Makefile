@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 PYTEST := .cache/venv/bin/pytest
 CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
-SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run' 'tools/*' | grep -v -E '\.(txt|lock)$$')
+SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run')
 
 .PHONY: help deps build build-asan build-fuzz up down status test lint format test-unit test-asan fuzz-smoke \
         test-python test-drills clean load incident drill bench test-containers
