@@ -99,24 +99,24 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_seconds(text: str) -> float:
+def seconds(text: str, *, positive: bool) -> float:
+    """A finite number of seconds, > 0 when `positive`, else >= 0 (argparse types below)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    if not (value > 0 if positive else value >= 0) or value == float("inf"):
+        wanted = "a positive number of seconds" if positive else "a number of seconds >= 0"
+        raise argparse.ArgumentTypeError(f"{text} is not {wanted}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    return seconds(text, positive=True)
 
 
 def non_negative_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds >= 0")
-    return value
+    return seconds(text, positive=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "system"))
+from vigie_stack import free_ports  # noqa: E402 - the system tests' helpers, shared
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 LOADGEN = REPO / "ops" / "loadgen" / "loadgen.py"
 INCIDENT = REPO / "ops" / "incidents" / "incident.py"
@@ -55,19 +56,6 @@ def load_incident_module():
 
 
 incidents = load_incident_module()
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def query(stack, promql: str) -> list[dict]:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -23,6 +24,8 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "system"))
+from vigie_stack import free_ports  # noqa: E402 - the system tests' helpers, shared
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release"))
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -33,20 +36,6 @@ PORT_NAMES = [
     "VIGIE_BLACKBOX_EXPORTER_PORT", "VIGIE_SMTP_SINK_PORT", "VIGIE_SLACK_SINK_PORT",
 ]
 COMMAND_TIMEOUT = 240  # seconds; `up` itself gives up after VIGIE_UP_TIMEOUT (90 s by default)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free right now, all distinct (held open together while they are picked)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def listening(port: int) -> bool:

@@ -15,8 +15,8 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +26,8 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "system"))
+from vigie_stack import free_ports  # noqa: E402 - the system tests' helpers, shared
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release")).resolve()
 COMMAND_TIMEOUT = 420  # seconds; `up` starts a JVM, slow on a busy 2-core machine
@@ -35,19 +37,6 @@ def port_names() -> list[str]:
     """Every VIGIE_*_PORT of deploy/local/ports.env, the one place ports are declared."""
     text = (REPO / "deploy" / "local" / "ports.env").read_text()
     return re.findall(r'^: "\$\{(VIGIE_[A-Z_]+_PORT):=\d+\}"', text, re.MULTILINE)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.5):
