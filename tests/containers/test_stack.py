@@ -4,9 +4,13 @@ metadata, then `docker stop` (SIGTERM): each service drains and exits 0. Tests r
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from conftest import ADMIN_PORTS, SERVICES, VERSION, docker, inspect
+import requests
+from conftest import ADMIN_PORTS, SERVICES, VERSION, Stack, docker, inspect
 
 MAX_IMAGE_BYTES = 40 * 1000 * 1000
 
@@ -69,10 +73,37 @@ def test_metrics_and_readiness(stack, http):
     assert http.get(f"{stack.url('gateway', 8080)}/metrics", timeout=5).status_code == 404
 
 
-def test_sigterm_drains_and_exits_zero(stack):
-    for service in ("gateway", "order", "user"):  # callers first, like a rolling stop
+def order_sender(stack: Stack, http, key: str) -> Callable[[], requests.Response]:
+    """Signs a new user up and logs in; returns a call that places one order through the gateway."""
+    gw = stack.url("gateway", 8080)
+    email = f"drain-{uuid.uuid4().hex[:8]}@example.com"
+    http.post(f"{gw}/api/v1/users", json={"email": email, "password": "correct horse", "name": "D"}, timeout=10)
+    token = http.post(f"{gw}/api/v1/auth/login", json={"email": email, "password": "correct horse"},
+                      timeout=10).json()["access_token"]
+    return lambda: requests.post(f"{gw}/api/v1/orders", timeout=30, json={"items": [{"sku": "B-1", "quantity": 1,
+                                 "unit_price_cents": 100}]},
+                                 headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key})
+
+
+def test_sigterm_drains_and_exits_zero(stack, http):
+    """`docker stop` (SIGTERM) on the gateway and the order service while an order is in flight in both: the order
+    is still answered 201, then every service logs its drain and exits 0. Stops are in caller order, as a rolling
+    stop would be; the order service is held 3 s by its latency switch so the request is in flight for sure."""
+    send = order_sender(stack, http, key=f"drain-{uuid.uuid4().hex[:8]}")
+    r = http.post(f"{stack.url('order', ADMIN_PORTS['order'])}/admin/faults", json={"latency_ms": 3000}, timeout=5)
+    assert r.status_code == 200, r.text
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        in_flight = pool.submit(send)
+        time.sleep(1)  # the request is now waiting in the order service, behind the gateway
+        assert not in_flight.done(), "the order was answered before the stop: the latency switch did not hold it"
+        stops = [pool.submit(docker, "stop", "-t", "15", stack.name(s), timeout=30) for s in ("gateway", "order")]
+        response = in_flight.result(timeout=30)
+        for stop in stops:
+            stop.result(timeout=30)
+    assert response.status_code == 201, f"in-flight order during the stop: {response.status_code} {response.text}"
+    docker("stop", "-t", "15", stack.name("user"), timeout=30)
+    for service in ("gateway", "order", "user"):
         name = stack.name(service)
-        docker("stop", "-t", "15", name, timeout=30)
         state = inspect(name)["State"]
         logs = docker("logs", name).stdout.splitlines()
         events = [json.loads(line) for line in logs if line.startswith("{")]

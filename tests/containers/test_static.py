@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ ENV_NAMES = ["POSTGRES_PASSWORD", "USERS_OWNER_PASSWORD", "USERS_APP_PASSWORD", 
 PROFILES = {
     "core": {"postgres", "user-migrate", "order-migrate", "user", "order", "gateway", "loadgen"},
     "monitoring": {"config-render", "prometheus", "alertmanager", "grafana", "mailpit", "slack-sink",
-                   "node-exporter", "postgres-exporter", "blackbox-exporter"},
+                   "node-exporter", "postgres-exporter", "blackbox-exporter", "jaeger"},
     "logging": {"elasticsearch", "elasticsearch-setup", "logstash", "filebeat", "kibana"},
     "tracing": {"jaeger"},
     "secrets": {"vault"},
@@ -55,6 +56,32 @@ def test_compose_config_per_profile(profile):
     services = {name for name, svc in config["services"].items() if profile in svc.get("profiles", [profile])}
     expected = PROFILES["core"] | (set().union(*PROFILES.values()) if profile == "all" else PROFILES[profile])
     assert services == expected, f"profile {profile}: got {sorted(services)}, expected {sorted(expected)}"
+
+
+def compose_services(profile: str) -> dict[str, dict]:
+    import yaml
+
+    base = ["docker-compose", "-f", str(COMPOSE), "--profile", profile, "config"]
+    config = yaml.safe_load(run(*base, env=compose_env()).stdout)
+    return {name: svc for name, svc in config["services"].items() if profile in svc.get("profiles", [profile])}
+
+
+@pytest.mark.parametrize("profile", [*PROFILES, "all"])
+def test_services_call_each_other_by_name_within_the_profile(profile):
+    """Every URL a service is configured with names a service of the same profile (Docker's DNS answers it), never an
+    address. One exception: the trace endpoint in a profile without Prometheus, where no alert counts the drops."""
+    services = compose_services(profile)
+    for name, service in services.items():
+        for variable, value in (service.get("environment") or {}).items():
+            match = re.fullmatch(r"https?://([^/:]+)(:\d+)?(/.*)?", str(value))
+            if not match:
+                continue
+            host = match.group(1)
+            if host in {"127.0.0.1", "localhost"} or host in services:  # itself, or a service of the profile
+                continue
+            assert not re.fullmatch(r"[\d.]+", host), f"{profile}: {name} {variable}={value} is an address, not a name"
+            assert variable == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" and "prometheus" not in services, \
+                f"profile {profile}: {name} {variable}={value} names a service this profile does not run"
 
 
 def test_compose_images_are_pinned_and_limited():
