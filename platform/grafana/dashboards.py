@@ -5,7 +5,8 @@ Writes platform/grafana/dashboards/*.json (committed; Grafana loads them through
   - one dashboard per service (gateway, user, order), all from `service_dashboard()` and the SERVICES table;
   - the overview (every service, SLO compliance and error budget left, firing alerts);
   - PostgreSQL (exporter's view and the services' view of their pools);
-  - the host (node exporter: CPU, memory, disk, network).
+  - the host (node exporter: CPU, memory, disk, network);
+  - the log and trace pipelines (shipper, OpenSearch delivery, retention job, span export, Jaeger).
 
 Panels read the recording rules of platform/prometheus/rules/ wherever one exists, so a dashboard shows exactly what
 the alerts evaluate. Built with grafana-foundation-sdk (pinned in tools/python-requirements.txt), whose typed
@@ -76,6 +77,8 @@ MEMORY_LIMIT = 500 * 1024 * 1024  # ProcessMemoryHigh
 SLOW_QUERY_LIMIT = 0.5  # DatabaseSlowQueries
 LONG_STATEMENT_LIMIT = 20  # DatabaseLongRunningQuery, seconds
 DISK_FREE_WARNING, DISK_FREE_CRITICAL = 0.15, 0.05  # HostDiskSpaceLow / HostDiskSpaceCritical
+SHIPPER_SILENT_LIMIT = 60  # LogShipperDown: seconds since rsyslog's last statistics report
+RETENTION_STALE_LIMIT = 2 * 3600 + 600  # LogRetentionFailing: seconds since the retention job's last success
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["vigie"]
@@ -631,12 +634,98 @@ def host_dashboard() -> dm.Dashboard:
     return finish(d)
 
 
+def pipelines_dashboard() -> dm.Dashboard:
+    """What the alerts of rules/pipelines.yml watch, drawn: the shipper's metrics come from node_exporter's textfile
+    collector (platform/logging/rsyslog/stats_exporter.py, opensearch_admin.py), the spans' from the services and
+    Jaeger's own exporter."""
+    node = 'job="node"'
+    services = f'job=~"{SERVICE_JOBS}"'
+    jaeger = 'job="jaeger"'
+    d = new_dashboard("vigie-pipelines", "Vigie / Log and trace pipelines",
+                      "Are the logs and traces getting through? Log lines read, shipped to OpenSearch, waiting or "
+                      "lost; the 30-day retention job; spans exported by the services and stored by Jaeger.",
+                      tags=["pipelines", "logs", "traces"],
+                      alerts='ALERTS{alertstate="firing"}')
+
+    d = d.with_row(db.Row("Now"))
+    d = d.with_panel(single("Shipper last report", "Seconds since rsyslog last reported its statistics (every 10 s); "
+                            f"LogShipperDown past {SHIPPER_SILENT_LIMIT} s.",
+                            Q(f"time() - max(rsyslog_stats_last_timestamp_seconds{{{node}}})", "age"), unit="s",
+                            thresholds=_rising(30, SHIPPER_SILENT_LIMIT)))
+    d = d.with_panel(single("Lines waiting", "Log lines queued for OpenSearch now (memory and disk): the shipping "
+                            "lag. It grows while OpenSearch is away and empties when it is back.",
+                            Q(f'sum(rsyslog_queue_size{{{node}, queue=~"opensearch.*"}})', "waiting"),
+                            thresholds=_rising(1000, 100000)))
+    d = d.with_panel(single("Lines lost (1 h)", "Lines a full queue discarded plus documents OpenSearch refused, "
+                            "over the last hour (LogsDropped, critical, on any).",
+                            Q(f"sum(increase(rsyslog_queue_discarded_total{{{node}}}[1h]))"
+                              f' + (sum(increase(rsyslog_opensearch_failed_requests_total{{{node}, reason="es"}}[1h]))'
+                              " or vector(0))", "lost"),
+                            decimals=0, thresholds=_thresholds((None, "green"), (1, "red"))))
+    d = d.with_panel(single("Retention last success", "Time since the 30-day retention job last succeeded (it runs "
+                            "hourly); LogRetentionFailing past 2 h 10 min.",
+                            Q(f"time() - max(vigie_log_retention_last_success_timestamp_seconds{{{node}}})", "age"),
+                            unit="s", thresholds=_rising(3600 + 600, RETENTION_STALE_LIMIT)))
+    d = d.with_panel(single("Spans dropped", "Spans per second the services dropped before Jaeger had them "
+                            "(SpansDropped when it lasts 3 minutes).",
+                            Q(f"sum(rate(otel_spans_dropped_total{{{services}}}[5m]))", "dropped"), unit="ops",
+                            decimals=2, thresholds=_thresholds((None, "green"), (0.001, "orange"))))
+    d = d.with_panel(single("Spans stored", "Spans per second Jaeger wrote to its storage.",
+                            Q(f"sum(rate(otelcol_exporter_sent_spans_total{{{jaeger}}}[5m]))", "stored"),
+                            unit="ops", decimals=1))
+
+    d = d.with_row(db.Row("Logs"))
+    d = d.with_panel(ts("Lines read", "Lines the shipper read from each service's log file, per second.",
+                        Q(f"sum by (service) (rate(rsyslog_lines_read_total{{{node}}}[$__rate_interval]))",
+                          "{{service}}"), unit="ops", width=8))
+    d = d.with_panel(ts("Sent to OpenSearch", "Lines sent in bulk requests (a retried line counts again), and "
+                        "requests without a usable answer by reason (http: no answer; es: documents refused).",
+                        Q(f"sum(rate(rsyslog_opensearch_submitted_total{{{node}}}[$__rate_interval]))", "lines sent"),
+                        Q(f"sum by (reason) (rate(rsyslog_opensearch_failed_requests_total{{{node}}}"
+                          "[$__rate_interval]))", "failed: {{reason}}"), unit="ops", width=8))
+    d = d.with_panel(ts("Queues", "Messages waiting in each rsyslog queue; the OpenSearch queue spills to disk "
+                        "(1 GB) rather than drop.", Q(f"rsyslog_queue_size{{{node}}}", "{{queue}}"), width=8))
+
+    d = d.with_row(db.Row("Retention"))
+    d = d.with_panel(ts("Retention runs", "Runs of the retention job by result, per hour.",
+                        Q(f"sum by (result) (increase(vigie_log_retention_runs_total{{{node}}}[1h]))", "{{result}}"),
+                        width=12))
+    d = d.with_panel(ts("Indices deleted", "Daily log indices older than 30 days deleted, per hour.",
+                        Q(f"sum(increase(vigie_log_retention_deleted_indices_total{{{node}}}[1h]))", "deleted"),
+                        width=12))
+
+    d = d.with_row(db.Row("Traces"))
+    d = d.with_panel(ts("Spans exported", "Spans each service handed to Jaeger, per second.",
+                        Q(f"sum by (service) (rate(otel_spans_exported_total{{{services}}}[$__rate_interval]))",
+                          "{{service}}"), unit="ops", width=8))
+    d = d.with_panel(ts("Spans dropped", "Spans dropped per second, by service and reason (queue_full: the "
+                        "export cannot keep up; export_failed: Jaeger refused or unreachable; shutdown).",
+                        Q(f"sum by (service, reason) (rate(otel_spans_dropped_total{{{services}}}"
+                          "[$__rate_interval]))", "{{service}} {{reason}}"), unit="ops", width=8))
+    d = d.with_panel(ts("Export latency p95", "95th percentile of the services' successful OTLP export requests.",
+                        Q("histogram_quantile(0.95, sum by (service, le) (rate(otel_export_duration_seconds_bucket"
+                          f'{{{services}, outcome="success"}}[$__rate_interval])))', "{{service}}"), unit="s",
+                        width=8))
+    d = d.with_panel(ts("Jaeger: received", "Spans Jaeger's OTLP receiver accepted and refused, per second.",
+                        Q(f"sum(rate(otelcol_receiver_accepted_spans_total{{{jaeger}}}[$__rate_interval]))",
+                          "accepted"),
+                        Q(f"sum(rate(otelcol_receiver_refused_spans_total{{{jaeger}}}[$__rate_interval]))",
+                          "refused"), unit="ops", width=12))
+    d = d.with_panel(ts("Jaeger: stored", "Spans written to Jaeger's storage, and writes that failed "
+                        "(TraceStoreFailing), per second.",
+                        Q(f"sum(rate(otelcol_exporter_sent_spans_total{{{jaeger}}}[$__rate_interval]))", "stored"),
+                        Q(f"sum(rate(otelcol_exporter_send_failed_spans_total{{{jaeger}}}[$__rate_interval]))",
+                          "failed"), unit="ops", width=12))
+    return finish(d)
+
+
 def dashboards() -> dict[str, dm.Dashboard]:
     """File name → dashboard, for every dashboard Vigie ships."""
     result = {f"service-{s.name}.json": service_dashboard(s) for s in SERVICES}
     result["overview.json"] = overview_dashboard()
     result["postgres.json"] = postgres_dashboard()
     result["host.json"] = host_dashboard()
+    result["pipelines.json"] = pipelines_dashboard()
     return result
 
 

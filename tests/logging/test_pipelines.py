@@ -27,17 +27,11 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
-from vigie_stack import free_ports  # noqa: E402 - the system tests' helpers, shared
+from vigie_stack import local_platform_ports  # noqa: E402 - the system tests' helpers, shared
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release")).resolve()
 COMMAND_TIMEOUT = 420  # seconds; `up` starts a JVM, slow on a busy 2-core machine
 SERVICES = ("gateway", "user", "order")
-
-def port_names() -> list[str]:
-    """Every VIGIE_*_PORT of deploy/local/ports.env, the one place ports are declared."""
-    text = (REPO / "deploy" / "local" / "ports.env").read_text()
-    return re.findall(r'^: "\$\{(VIGIE_[A-Z_]+_PORT):=\d+\}"', text, re.MULTILINE)
-
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.5):
     """Polls check() until it returns something truthy; fails the test with `what` after timeout seconds."""
@@ -58,11 +52,7 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.5):
 class Platform:
     def __init__(self, state: Path, opensearch_port: int) -> None:
         self.state = state
-        names = [name for name in port_names() if not name.startswith("VIGIE_OPENSEARCH_")]
-        self.ports = dict(zip(names, free_ports(len(names))))
-        # OpenSearch's runner serves HTTP only up to port 9299 (tools/opensearch.sh): a pair from conftest.
-        self.ports.update({"VIGIE_OPENSEARCH_PORT": opensearch_port,
-                           "VIGIE_OPENSEARCH_TRANSPORT_PORT": opensearch_port + 100})
+        self.ports = local_platform_ports(opensearch_port)
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("VIGIE_") and k not in ("DATABASE_URL", "DATABASE_URL_FILE")}
         self.env.update({name: str(port) for name, port in self.ports.items()})
@@ -306,6 +296,7 @@ def test_logs_written_while_opensearch_is_down_are_not_lost(platform: Platform, 
 def test_pipeline_health_reaches_prometheus(platform: Platform, customer: dict):
     checks = {
         "shipper reports": 'time() - rsyslog_stats_last_timestamp_seconds{job="node"} < 30',
+        "lines read, per service": 'rsyslog_lines_read_total{job="node"} > 0',
         "lines sent to OpenSearch": 'rsyslog_opensearch_submitted_total{job="node"} > 0',
         "retention job ran": 'vigie_log_retention_runs_total{job="node",result="ok"} >= 1',
         "Jaeger scraped": 'up{job="jaeger"} == 1',
@@ -313,7 +304,7 @@ def test_pipeline_health_reaches_prometheus(platform: Platform, customer: dict):
         "services export spans": 'sum by (service) (otel_spans_exported_total{job=~"gateway|user|order"}) > 0',
     }
     for what, query in checks.items():
-        minimum = 3 if what == "services export spans" else 1
+        minimum = 3 if what in ("services export spans", "lines read, per service") else 1
         wait_for(what, lambda q=query: len(platform.prometheus(q)) >= minimum, timeout=90, interval=2)
 
 
@@ -344,7 +335,7 @@ def test_shipper_configuration_is_valid_for_rsyslog(tmp_path: Path):
 
 def test_stats_exporter_turns_impstats_into_valid_prometheus_metrics(tmp_path: Path):
     impstats = [
-        {"name": "/var/log/order.log", "origin": "imfile", "submitted": 42},
+        {"name": "lines_read", "origin": "dynstats.bucket", "values": {"order": 42, "gateway": 7}},
         {"name": "opensearch", "origin": "core.action", "processed": 40, "failed": 0, "suspended": 1},
         {"name": "opensearch queue", "origin": "core.queue", "size": 5, "discarded.full": 0, "discarded.nf": 2},
         {"name": "omelasticsearch", "origin": "omelasticsearch", "submitted": 40, "failed.http": 1,
@@ -356,7 +347,8 @@ def test_stats_exporter_turns_impstats_into_valid_prometheus_metrics(tmp_path: P
                          text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "log_shipper.prom").read_text()
-    assert 'rsyslog_file_lines_read_total{file="order.log"} 42' in text
+    assert 'rsyslog_lines_read_total{service="order"} 42' in text
+    assert 'rsyslog_lines_read_total{service="gateway"} 7' in text
     assert 'rsyslog_queue_size{queue="opensearch queue"} 5' in text
     assert 'rsyslog_queue_discarded_total{queue="opensearch queue",reason="not_fitting"} 2' in text
     assert 'rsyslog_opensearch_failed_requests_total{reason="checkConn"} 13' in text

@@ -7,7 +7,9 @@ then rename), to METRICS_DIR/log_shipper.prom, which node_exporter serves (`--co
 The community rsyslog_exporter does the same but cannot be fetched here (the Go proxy refuses it), hence this file.
 
 Metrics (every counter is rsyslog's own, cumulative since the shipper started):
-  rsyslog_file_lines_read_total{file}                 lines read from each service log file (imfile)
+  rsyslog_lines_read_total{service}                   lines read from each service's log file (the dyn_stats
+                                                      bucket lines_read of vigie-shipper.conf: Debian's imfile
+                                                      reports no per-file counter)
   rsyslog_action_processed_total{action}              messages handed to an action (opensearch, stats)
   rsyslog_action_failed_total{action}                 messages an action failed on
   rsyslog_action_suspended_total{action}              times an action was suspended (its target unreachable)
@@ -35,7 +37,7 @@ OUTPUT_NAME = "log_shipper.prom"
 
 # (metric, help, type) for every metric written; the label sets come from the stats themselves.
 METRICS = {
-    "rsyslog_file_lines_read_total": ("Lines read from each log file.", "counter"),
+    "rsyslog_lines_read_total": ("Lines read from each service's log file.", "counter"),
     "rsyslog_action_processed_total": ("Messages handed to each action.", "counter"),
     "rsyslog_action_failed_total": ("Messages each action failed on.", "counter"),
     "rsyslog_action_suspended_total": ("Times each action was suspended because its target was unreachable.", "counter"),
@@ -55,8 +57,10 @@ def samples_of(stat: dict) -> list[tuple[str, dict[str, str], float]]:
         value = stat.get(key, 0)
         return float(value) if isinstance(value, (int, float)) else 0.0
 
-    if origin == "imfile":
-        return [("rsyslog_file_lines_read_total", {"file": os.path.basename(name)}, number("submitted"))]
+    if origin == "dynstats.bucket" and name == "lines_read":
+        values = stat.get("values", {})
+        return [("rsyslog_lines_read_total", {"service": str(service)}, float(count))
+                for service, count in values.items() if isinstance(count, (int, float))]
     if origin == "core.action":
         return [
             ("rsyslog_action_processed_total", {"action": name}, number("processed")),
