@@ -31,17 +31,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
-from vigie_stack import free_ports  # noqa: E402 - the system tests' helpers, shared
+from vigie_stack import local_platform_ports  # noqa: E402 - the system tests' helpers, shared
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 LOADGEN = REPO / "ops" / "loadgen" / "loadgen.py"
 INCIDENT = REPO / "ops" / "incidents" / "incident.py"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release"))
-PORT_NAMES = [
-    "VIGIE_GATEWAY_PORT", "VIGIE_GATEWAY_ADMIN_PORT", "VIGIE_USER_PORT", "VIGIE_USER_ADMIN_PORT",
-    "VIGIE_ORDER_PORT", "VIGIE_ORDER_ADMIN_PORT", "VIGIE_POSTGRES_PORT", "VIGIE_PROMETHEUS_PORT",
-    "VIGIE_ALERTMANAGER_PORT", "VIGIE_NODE_EXPORTER_PORT", "VIGIE_POSTGRES_EXPORTER_PORT",
-    "VIGIE_BLACKBOX_EXPORTER_PORT", "VIGIE_SMTP_SINK_PORT", "VIGIE_SLACK_SINK_PORT",
-]
 COMMAND_TIMEOUT = 240
 STEADY_SECONDS = 75
 GATEWAY_ABSENT_ALERTS = {"ServiceDown", "ServiceNotReady"}
@@ -103,7 +97,7 @@ def platform():
     # Under /tmp: PostgreSQL runs as the postgres user and must traverse the path.
     state = Path(tempfile.mkdtemp(prefix="vigie-drills-", dir="/tmp"))
     state.chmod(0o755)
-    platform = Platform(state, dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
+    platform = Platform(state, local_platform_ports())
     try:
         up = platform.vigie_local("up")
         if up.returncode != 0:

@@ -25,16 +25,10 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
-from vigie_stack import free_ports  # noqa: E402 - the system tests' helpers, shared
+from vigie_stack import local_platform_ports  # noqa: E402 - the system tests' helpers, shared
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release"))
 PSQL = "/usr/lib/postgresql/15/bin/psql"
-PORT_NAMES = [
-    "VIGIE_GATEWAY_PORT", "VIGIE_GATEWAY_ADMIN_PORT", "VIGIE_USER_PORT", "VIGIE_USER_ADMIN_PORT",
-    "VIGIE_ORDER_PORT", "VIGIE_ORDER_ADMIN_PORT", "VIGIE_POSTGRES_PORT", "VIGIE_PROMETHEUS_PORT",
-    "VIGIE_ALERTMANAGER_PORT", "VIGIE_NODE_EXPORTER_PORT", "VIGIE_POSTGRES_EXPORTER_PORT",
-    "VIGIE_BLACKBOX_EXPORTER_PORT", "VIGIE_SMTP_SINK_PORT", "VIGIE_SLACK_SINK_PORT",
-]
 COMMAND_TIMEOUT = 240  # seconds; `up` itself gives up after VIGIE_UP_TIMEOUT (90 s by default)
 
 
@@ -98,7 +92,7 @@ def stack():
     # and /tmp/pytest-of-root is private to root.
     state = Path(tempfile.mkdtemp(prefix="vigie-local-test-", dir="/tmp"))
     state.chmod(0o755)  # vigie-local adopts an empty directory and marks it as its own
-    stack = Stack(state, dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
+    stack = Stack(state, local_platform_ports())
     try:
         stack.first_up = stack.run("up")
         yield stack

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -29,11 +28,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "system"))
+from vigie_stack import free_opensearch_port  # noqa: E402 - the system tests' helpers, shared
 OPENSEARCH_SH = REPO / "tools" / "opensearch.sh"
 ADMIN = REPO / "platform" / "logging" / "opensearch_admin.py"
 TEMPLATE = REPO / "platform" / "logging" / "opensearch" / "vigie-logs-template.json"
-# OpenSearchRunner cannot serve HTTP above 9299 (tools/opensearch.sh); the transport port is HTTP + 100.
-HTTP_PORTS = range(9210, 9300)
 
 # Figures measured while the session's OpenSearch starts and stops, printed in the terminal summary.
 FIGURES: dict[str, str] = {}
@@ -66,29 +65,10 @@ def json_lines(text: str) -> list[dict]:
     return lines
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_http_port() -> int:
-    """A port in HTTP_PORTS that is free, with its transport port (+100) free too."""
-    candidates = list(HTTP_PORTS)
-    random.shuffle(candidates)
-    for port in candidates:
-        if _port_free(port) and _port_free(port + 100):
-            return port
-    pytest.fail(f"no free port pair in {HTTP_PORTS.start}-{HTTP_PORTS.stop - 1} (+100)")
-
-
 @pytest.fixture(scope="module")
 def opensearch_http_port() -> int:
     """A free HTTP port the OpenSearch runner accepts, its transport port (+100) free too."""
-    return free_http_port()
+    return free_opensearch_port()
 
 
 @pytest.fixture
@@ -215,7 +195,7 @@ def opensearch():
     installed = run([str(OPENSEARCH_SH), "install"], timeout=900)
     assert installed.returncode == 0, f"tools/opensearch.sh install failed:\n{installed.stderr}"
     home = Path(tempfile.mkdtemp(prefix="vigie-opensearch-"))
-    port = free_http_port()
+    port = free_opensearch_port()
     server = OpenSearch(home=home / "home", http_port=port, transport_port=port + 100, log=home / "opensearch.log")
     try:
         server.start()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
+import re
 import secrets
 import shutil
 import signal
@@ -27,6 +29,9 @@ BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release"))
 PG_BINDIR = Path(os.environ.get("VIGIE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
 ADMIN_EMAIL = "admin@vigie.test"
+PORTS_ENV = REPO / "deploy" / "local" / "ports.env"
+# OpenSearch's runner serves HTTP only on ports up to 9299 (tools/opensearch.sh); its transport port is HTTP + 100.
+OPENSEARCH_HTTP_PORTS = range(9210, 9300)
 
 
 class StackError(RuntimeError):
@@ -51,6 +56,42 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+
+def local_port_names() -> list[str]:
+    """Every VIGIE_*_PORT of deploy/local/ports.env, the one place the local platform's ports are declared."""
+    return re.findall(r'^: "\$\{(VIGIE_[A-Z_]+_PORT):=\d+\}"', PORTS_ENV.read_text(), re.MULTILINE)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_opensearch_port() -> int:
+    """A free HTTP port the OpenSearch runner accepts, its transport port (+100) free too."""
+    candidates = list(OPENSEARCH_HTTP_PORTS)
+    random.shuffle(candidates)
+    for port in candidates:
+        if _port_free(port) and _port_free(port + 100):
+            return port
+    raise StackError(f"no free port pair in {OPENSEARCH_HTTP_PORTS.start}-{OPENSEARCH_HTTP_PORTS.stop - 1} (+100)")
+
+
+def local_platform_ports(opensearch_port: int | None = None) -> dict[str, int]:
+    """A free port for every port of a `vigie-local` stack, so a test's stack never meets another one. OpenSearch's
+    pair is `opensearch_port` and + 100 (see free_opensearch_port); without it (VIGIE_LOGGING=off) both are left
+    out and keep their defaults, unused."""
+    names = [name for name in local_port_names() if not name.startswith("VIGIE_OPENSEARCH_")]
+    ports = dict(zip(names, free_ports(len(names))))
+    if opensearch_port is not None:
+        ports.update({"VIGIE_OPENSEARCH_PORT": opensearch_port, "VIGIE_OPENSEARCH_TRANSPORT_PORT": opensearch_port + 100})
+    return ports
 
 
 def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 60,
