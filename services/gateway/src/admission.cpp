@@ -30,7 +30,7 @@ std::string_view reason_label(auth::TokenError error) {
 }  // namespace
 
 Admission::Admission(auth::TokenVerifier verifier, http::RateLimitOptions rate_limit, std::size_t token_cache_size)
-    : verifier_(std::move(verifier)), limiter_(rate_limit), tokens_(token_cache_size) {
+    : authenticator_(std::move(verifier), token_cache_size), limiter_(rate_limit) {
     auto& registry = metrics::registry();
     limited_ = &registry
                     .counter("gateway_rate_limited_total", "Requests refused with 429 by the per-client rate limit.",
@@ -40,29 +40,11 @@ Admission::Admission(auth::TokenVerifier verifier, http::RateLimitOptions rate_l
                                          "Requests refused with 401 by the gateway, by reason.", {"service", "reason"});
 }
 
-std::variant<const Admission::VerifiedToken*, auth::TokenError> Admission::verify(std::string_view token,
-                                                                                  std::int64_t now_unix) {
-    if (auto* cached = tokens_.find(token)) {
-        // Same rule as TokenVerifier: expired once now >= exp + skew.
-        if (now_unix >= cached->expires_at + auth::kClockSkewSeconds) {
-            return auth::TokenError::expired;
-        }
-        return cached;
-    }
-    auto result = verifier_.verify(token, now_unix);
-    if (auto* error = std::get_if<auth::TokenError>(&result)) {
-        return *error;
-    }
-    auto& claims = std::get<auth::Claims>(result);
-    auto& entry = tokens_.find_or_create(token, [&] { return VerifiedToken{claims.subject, claims.expires_at}; });
-    return &entry;
-}
-
 std::optional<http::Response> Admission::admit(const http::RequestContext& context, bool requires_token,
                                                http::Clock::time_point now, std::int64_t now_unix) {
     std::optional<std::string> refusal;
     std::string_view reason;
-    const VerifiedToken* verified = nullptr;
+    std::optional<auth::Claims> verified;
     if (requires_token) {
         auto header = context.request[http::beast_http::field::authorization];
         if (header.empty()) {
@@ -72,19 +54,19 @@ std::optional<http::Response> Admission::admit(const http::RequestContext& conte
             refusal = "the Authorization header must be 'Bearer <token>'";
             reason = "not_bearer";
         } else {
-            auto result = verify(*token, now_unix);
+            auto result = authenticator_.verify(*token, now_unix);
             if (auto* error = std::get_if<auth::TokenError>(&result)) {
                 refusal = "invalid token: " + std::string(auth::describe(*error));
                 reason = reason_label(*error);
             } else {
-                verified = std::get<const VerifiedToken*>(result);
+                verified = std::get<auth::Claims>(std::move(result));
             }
         }
     }
 
     if (limiter_.enabled()) {
         key_.clear();
-        if (verified != nullptr) {
+        if (verified) {
             key_ += "sub:";
             key_ += verified->subject;
         } else {

@@ -5,10 +5,10 @@
 #include <string>
 
 #include "kit/auth/jwt.hpp"
-#include "kit/http/bounded_map.hpp"
 #include "kit/http/rate_limit.hpp"
 #include "kit/http/types.hpp"
 #include "kit/metrics/registry.hpp"
+#include "kit/service/authenticate.hpp"
 
 namespace vigie::gateway {
 
@@ -17,7 +17,8 @@ namespace vigie::gateway {
 /// (a user keeps their limit whatever their address), otherwise the peer address (sign-up, login, and requests with
 /// a bad token, which are counted so that guessing tokens is limited too).
 ///
-/// Verified tokens are cached (bounded) by their exact text: a hit skips the Ed25519 check but still checks expiry.
+/// Verified tokens are remembered (service::Authenticator, as in the services): a hit skips the Ed25519 check but
+/// still checks expiry.
 class Admission final {
   public:
     Admission(auth::TokenVerifier verifier, http::RateLimitOptions rate_limit, std::size_t token_cache_size);
@@ -30,16 +31,8 @@ class Admission final {
     std::size_t tracked_clients() const { return limiter_.tracked(); }
 
   private:
-    struct VerifiedToken {
-        std::string subject;
-        std::int64_t expires_at = 0;
-    };
-    /// The subject of a valid token, or why it is not valid.
-    std::variant<const VerifiedToken*, auth::TokenError> verify(std::string_view token, std::int64_t now_unix);
-
-    auth::TokenVerifier verifier_;
+    service::Authenticator authenticator_;
     http::RateLimiter limiter_;
-    http::GenerationalMap<VerifiedToken> tokens_;
     std::string key_;  ///< scratch buffer for the rate-limit key (single-threaded)
     metrics::Counter* limited_ = nullptr;
     metrics::Family<metrics::Counter>* rejected_tokens_ = nullptr;

@@ -30,14 +30,14 @@ class AuthenticateTest : public ::testing::Test {
     AuthenticateTest() : key_(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), EVP_PKEY_free) {}
 
     /// The status of the ProblemError authenticate() throws for this Authorization header (0 if it accepts).
-    unsigned refusal(const std::string& authorization) {
+    unsigned refusal(const std::string& authorization, std::int64_t at = now()) {
         http::Request request{http::Verb::get, "/x", 11};
         if (!authorization.empty()) {
             request.set(http::beast_http::field::authorization, authorization);
         }
         http::RequestContext context{request, {}, {}, {}, {}, {}, {}, {}, {}};
         try {
-            authenticate(context, verifier());
+            authenticator_.authenticate(context, at);
         } catch (const http::ProblemError& e) {
             return static_cast<unsigned>(e.status());
         }
@@ -55,6 +55,7 @@ class AuthenticateTest : public ::testing::Test {
     }
 
     std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key_;
+    Authenticator authenticator_{verifier(), 4};
 };
 
 TEST_F(AuthenticateTest, AcceptsAValidBearerToken) {
@@ -62,7 +63,7 @@ TEST_F(AuthenticateTest, AcceptsAValidBearerToken) {
     http::Request request{http::Verb::get, "/x", 11};
     request.set(http::beast_http::field::authorization, "Bearer " + token);
     http::RequestContext context{request, {}, {}, {}, {}, {}, {}, {}, {}};
-    auto claims = authenticate(context, verifier());
+    auto claims = authenticator_.authenticate(context);
     EXPECT_EQ(claims.subject, "user-1");
     EXPECT_TRUE(is_admin(claims));
     EXPECT_EQ(refusal("bearer " + token), 0U);  // the scheme is case-insensitive
@@ -80,6 +81,48 @@ TEST_F(AuthenticateTest, RefusesWith401) {
     tampered[tampered.size() / 2] = tampered[tampered.size() / 2] == 'A' ? 'B' : 'A';
     EXPECT_EQ(refusal("Bearer " + tampered), 401U);
     EXPECT_EQ(refusal("Bearer " + good), 0U);
+}
+
+TEST_F(AuthenticateTest, RemembersVerifiedTokensOnly) {
+    auto good = signer().sign("user-1", "user", now());
+    EXPECT_EQ(refusal("Bearer " + good), 0U);
+    EXPECT_EQ(authenticator_.cached(), 1U);
+    EXPECT_EQ(refusal("Bearer " + good), 0U);
+    EXPECT_EQ(authenticator_.cached(), 1U);  // the same text is one entry
+    // A token one byte away from a remembered one is verified in full, refused, and not remembered.
+    auto tampered = good;
+    tampered[tampered.size() - 3] = tampered[tampered.size() - 3] == 'A' ? 'B' : 'A';
+    EXPECT_EQ(refusal("Bearer " + tampered), 401U);
+    EXPECT_EQ(refusal("Bearer " + signer("someone-else").sign("user-1", "user", now())), 401U);
+    EXPECT_EQ(authenticator_.cached(), 1U);
+}
+
+TEST_F(AuthenticateTest, RememberedTokenStillExpires) {
+    // 5-minute tokens (signer()): valid now, remembered, then refused once exp + skew has passed.
+    auto issued = now();
+    auto token = "Bearer " + signer().sign("user-1", "user", issued);
+    EXPECT_EQ(refusal(token, issued), 0U);
+    EXPECT_EQ(authenticator_.cached(), 1U);
+    EXPECT_EQ(refusal(token, issued + 300 + auth::kClockSkewSeconds - 1), 0U);
+    EXPECT_EQ(refusal(token, issued + 300 + auth::kClockSkewSeconds), 401U);
+}
+
+TEST_F(AuthenticateTest, CacheStaysBounded) {
+    // Capacity 4: many distinct valid tokens never grow it past 4, and each is still accepted.
+    for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(refusal("Bearer " + signer().sign("user-" + std::to_string(i), "user", now())), 0U);
+        EXPECT_LE(authenticator_.cached(), 4U);
+    }
+}
+
+TEST_F(AuthenticateTest, RoleComesFromTheRememberedClaims) {
+    auto admin = "Bearer " + signer().sign("root", "admin", now());
+    http::Request request{http::Verb::get, "/x", 11};
+    request.set(http::beast_http::field::authorization, admin);
+    http::RequestContext context{request, {}, {}, {}, {}, {}, {}, {}, {}};
+    EXPECT_TRUE(is_admin(authenticator_.authenticate(context)));
+    EXPECT_TRUE(is_admin(authenticator_.authenticate(context)));  // from the cache
+    EXPECT_EQ(authenticator_.authenticate(context).subject, "root");
 }
 
 TEST_F(AuthenticateTest, RoleUserIsNotAdmin) {

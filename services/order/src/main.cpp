@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "kit/db/migrate.hpp"
+#include "kit/service/authenticate.hpp"
 #include "kit/service/database.hpp"
 #include "kit/service/service.hpp"
 #include "order_api.hpp"
@@ -20,8 +21,7 @@ constexpr const char* kUsage = R"(usage: order [serve | migrate | --help]
 int serve(const config::Env& env) {
     auto service_config = service::ServiceConfig::from_env(env, "order", 8082, 9082);
     auto pool_options = service::database_options(env, "orders");
-    auto verifier =
-        auth::TokenVerifier::from_pem_file(env.string("JWT_PUBLIC_KEY_FILE"), env.string("JWT_ISSUER", "vigie"));
+    auto authenticator = service::Authenticator::from_env(env);
     auto user_url = env.string("USER_SERVICE_URL", "http://127.0.0.1:8081");
     auto user_endpoint = http::parse_http_endpoint(user_url);
     if (!user_endpoint) {
@@ -41,7 +41,7 @@ int serve(const config::Env& env) {
     http::Client user_client(service.io().get_executor(), client_options, &service.tracer());
     order::UserDirectory users(user_client, directory_options);
     order::OrderStore store(pool);
-    order::OrderApi api(store, users, verifier);
+    order::OrderApi api(store, users, authenticator);
     api.add_routes(service.api());
     service.faults().set_slow_query_action(
         [&pool](std::chrono::milliseconds duration, const trace::SpanContext& parent) -> asio::awaitable<void> {

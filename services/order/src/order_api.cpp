@@ -63,7 +63,7 @@ void OrderApi::add_routes(http::Router& router) {
 }
 
 asio::awaitable<http::Response> OrderApi::create(http::RequestContext& context) {
-    auto claims = service::authenticate(context, verifier_);
+    auto claims = authenticator_.authenticate(context);
     auto key = checked_idempotency_key(context.request["Idempotency-Key"]);
     auto body = http::parse_json_object(context.request);
     http::JsonFields fields(body);
@@ -108,7 +108,7 @@ asio::awaitable<http::Response> OrderApi::create(http::RequestContext& context) 
 }
 
 asio::awaitable<http::Response> OrderApi::get(http::RequestContext& context) {
-    auto claims = service::authenticate(context, verifier_);
+    auto claims = authenticator_.authenticate(context);
     auto id = std::string(context.params.get("id"));
     if (!service::is_uuid(id)) {
         co_return http::problem(Status::not_found, "no such order");
@@ -121,7 +121,7 @@ asio::awaitable<http::Response> OrderApi::get(http::RequestContext& context) {
 }
 
 asio::awaitable<http::Response> OrderApi::list(http::RequestContext& context) {
-    auto claims = service::authenticate(context, verifier_);
+    auto claims = authenticator_.authenticate(context);
     http::QueryParams query(context.query, {"user_id", "limit", "cursor"});
     auto limit = query.integer("limit", 20, 1, 100);
     std::optional<std::string> user_id;
@@ -158,7 +158,7 @@ asio::awaitable<http::Response> OrderApi::list(http::RequestContext& context) {
 }
 
 asio::awaitable<http::Response> OrderApi::change_status(http::RequestContext& context) {
-    auto claims = service::authenticate(context, verifier_);
+    auto claims = authenticator_.authenticate(context);
     auto id = std::string(context.params.get("id"));
     auto body = http::parse_json_object(context.request);
     http::JsonFields fields(body);

@@ -2,6 +2,7 @@
 
 #include "kit/auth/jwt.hpp"
 #include "kit/http/router.hpp"
+#include "kit/service/authenticate.hpp"
 #include "order_store.hpp"
 #include "user_directory.hpp"
 
@@ -11,8 +12,8 @@ namespace vigie::order {
 /// order state machine. A user reaches only their own orders, an admin every order.
 class OrderApi final {
   public:
-    OrderApi(OrderStore& store, UserDirectory& users, const auth::TokenVerifier& verifier)
-        : store_(store), users_(users), verifier_(verifier) {}
+    OrderApi(OrderStore& store, UserDirectory& users, service::Authenticator& authenticator)
+        : store_(store), users_(users), authenticator_(authenticator) {}
 
     void add_routes(http::Router& router);
 
@@ -24,7 +25,7 @@ class OrderApi final {
 
     OrderStore& store_;
     UserDirectory& users_;
-    const auth::TokenVerifier& verifier_;
+    service::Authenticator& authenticator_;
 };
 
 }  // namespace vigie::order

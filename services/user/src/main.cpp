@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "kit/db/migrate.hpp"
+#include "kit/service/authenticate.hpp"
 #include "kit/service/database.hpp"
 #include "kit/service/service.hpp"
 #include "user_api.hpp"
@@ -70,7 +71,7 @@ int serve(const config::Env& env) {
     auto issuer = env.string("JWT_ISSUER", "vigie");
     auto ttl = std::chrono::duration_cast<std::chrono::seconds>(env.duration("JWT_TTL", std::chrono::minutes(15)));
     auto signer = auth::TokenSigner::from_pem_file(env.string("JWT_PRIVATE_KEY_FILE"), issuer, ttl);
-    auto verifier = auth::TokenVerifier::from_pem_file(env.string("JWT_PUBLIC_KEY_FILE"), issuer);
+    auto authenticator = service::Authenticator::from_env(env);
     auth::PasswordCost cost;
     cost.opslimit = static_cast<unsigned long long>(env.integer("PASSWORD_HASH_OPSLIMIT", 2, 1, 10));
     cost.memlimit =
@@ -89,7 +90,7 @@ int serve(const config::Env& env) {
     service::WorkerPool workers(static_cast<std::size_t>(env.integer("HASH_THREADS", 2, 1, 64)),
                                 static_cast<std::size_t>(env.integer("HASH_MAX_PENDING", 64, 1, 100000)));
     user::UserStore store(pool);
-    user::UserApi api(store, signer, verifier, workers, cost);
+    user::UserApi api(store, signer, authenticator, workers, cost);
     api.add_routes(service.api());
     service.faults().set_slow_query_action(
         [&pool](std::chrono::milliseconds duration, const trace::SpanContext& parent) -> asio::awaitable<void> {

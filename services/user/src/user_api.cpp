@@ -57,9 +57,9 @@ http::Handler with_retry_after(http::Handler handler) {
 
 }  // namespace
 
-UserApi::UserApi(UserStore& store, const auth::TokenSigner& signer, const auth::TokenVerifier& verifier,
+UserApi::UserApi(UserStore& store, const auth::TokenSigner& signer, service::Authenticator& authenticator,
                  service::WorkerPool& workers, auth::PasswordCost cost)
-    : store_(store), signer_(signer), verifier_(verifier), workers_(workers), cost_(cost) {}
+    : store_(store), signer_(signer), authenticator_(authenticator), workers_(workers), cost_(cost) {}
 
 void UserApi::add_routes(http::Router& router) {
     auto bind = [this](auto member) {
@@ -146,7 +146,7 @@ asio::awaitable<http::Response> UserApi::login(http::RequestContext& context) {
 }
 
 std::string UserApi::authorized_target(http::RequestContext& context) {
-    auto claims = service::authenticate(context, verifier_);
+    auto claims = authenticator_.authenticate(context);
     auto id = std::string(context.params.get("id"));
     if (!service::is_uuid(id) || (!service::is_admin(claims) && claims.subject != id)) {
         throw ProblemError(Status::not_found, "no such user");
@@ -164,7 +164,7 @@ asio::awaitable<http::Response> UserApi::get(http::RequestContext& context) {
 }
 
 asio::awaitable<http::Response> UserApi::list(http::RequestContext& context) {
-    auto claims = service::authenticate(context, verifier_);
+    auto claims = authenticator_.authenticate(context);
     if (!service::is_admin(claims)) {
         co_return http::problem(Status::forbidden, "listing users is reserved to administrators");
     }

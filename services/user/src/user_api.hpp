@@ -11,6 +11,7 @@
 #include "kit/auth/jwt.hpp"
 #include "kit/auth/password.hpp"
 #include "kit/http/router.hpp"
+#include "kit/service/authenticate.hpp"
 #include "kit/service/worker_pool.hpp"
 #include "user_store.hpp"
 
@@ -20,7 +21,7 @@ namespace vigie::user {
 /// an admin every record).
 class UserApi final {
   public:
-    UserApi(UserStore& store, const auth::TokenSigner& signer, const auth::TokenVerifier& verifier,
+    UserApi(UserStore& store, const auth::TokenSigner& signer, service::Authenticator& authenticator,
             service::WorkerPool& workers, auth::PasswordCost cost);
 
     void add_routes(http::Router& router);
@@ -49,7 +50,7 @@ class UserApi final {
 
     UserStore& store_;
     const auth::TokenSigner& signer_;
-    const auth::TokenVerifier& verifier_;
+    service::Authenticator& authenticator_;
     service::WorkerPool& workers_;
     auth::PasswordCost cost_;
     /// Verified against when the e-mail is unknown, so timing does not reveal which accounts exist. Computed once,
