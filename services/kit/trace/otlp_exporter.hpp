@@ -75,11 +75,12 @@ class BatchExporter {
     enum class Outcome { exported, failed };
 
     void run();
-    /// Exports the retry batch then queued batches until the queue is empty or an export fails.
+    /// Exports the retry batch, then one batch of whatever is queued, then full batches only (everything when
+    /// `final`), until nothing more may go or an export fails.
     Outcome export_cycle(std::chrono::steady_clock::time_point deadline, bool final);
     bool send(std::vector<std::unique_ptr<SpanData>>& batch, std::chrono::steady_clock::time_point deadline,
               bool& retryable);
-    std::size_t pop_batch(std::vector<std::unique_ptr<SpanData>>& batch);
+    std::size_t pop_batch(std::vector<std::unique_ptr<SpanData>>& batch, std::size_t minimum);
 
     const std::string service_name_;
     const std::vector<std::pair<std::string, std::string>> resource_attributes_;

@@ -377,6 +377,30 @@ TEST_F(OtlpExport, FullBatchesLeaveAtOnceOverOneKeptAliveConnection) {
     EXPECT_EQ(exported(registry), 6);
 }
 
+TEST_F(OtlpExport, SteadyFlowLeavesInFullBatchesOnly) {
+    // Spans arriving while a batch is sent must not trickle out in small requests: after a cycle's first batch only
+    // full batches follow; the remainder waits for the interval (here: shutdown, which sends everything).
+    TestCollector collector;
+    metrics::Registry registry;
+    Tracer tracer(
+        TracerOptions{
+            .service_name = "user", .otlp_endpoint = collector.endpoint(), .max_batch = 4, .flush_interval = 1h},
+        registry);
+    for (int i = 0; i < 10; ++i) {
+        tracer.start_span("s", SpanKind::internal, nullptr).end();
+    }
+    ASSERT_TRUE(collector.wait_for_requests(2));
+    std::this_thread::sleep_for(200ms);
+    ASSERT_EQ(collector.requests().size(), 2u) << "the 2 spans left over went out before a full batch or the interval";
+    tracer.shutdown(5s);
+    const auto requests = collector.requests();
+    ASSERT_EQ(requests.size(), 3u);
+    EXPECT_EQ(spans_of(requests[0].body).size(), 4u);
+    EXPECT_EQ(spans_of(requests[1].body).size(), 4u);
+    EXPECT_EQ(spans_of(requests[2].body).size(), 2u);
+    EXPECT_EQ(exported(registry), 10);
+}
+
 TEST_F(OtlpExport, ReconnectsWhenTheCollectorClosesConnections) {
     TestCollector collector({}, TestCollector::Mode::close_after_response);
     metrics::Registry registry;
