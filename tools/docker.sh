@@ -180,6 +180,23 @@ cmd_build() {
     done
     say "building vigie/postgres-test:15"
     DOCKER_BUILDKIT=0 "$docker_bin" build -q -t vigie/postgres-test:15 "$root/tests/containers/postgres" >/dev/null
+    remove_superseded "$revision"
+}
+
+# Each build of changed sources leaves the previous build stage (about 1 GB, its unique layers ~150 MB) and the
+# previous service images untagged; repeated test runs would fill the disk. Removes the untagged images of ours
+# only (labels io.vigie.stage=build and org.opencontainers.image.title=vigie), except this build's stage, which is
+# the next build's cache. An image still used by a container stays (rmi refuses it).
+remove_superseded() {
+    local current id
+    current=$(DOCKER_BUILDKIT=0 "$docker_bin" build -q -f "$root/deploy/docker/Dockerfile" --target build \
+        --build-arg "REVISION=$1" "$root")
+    current=${current#sha256:}
+    for id in $("$docker_bin" images -q --no-trunc -f dangling=true -f label=io.vigie.stage=build) \
+        $("$docker_bin" images -q --no-trunc -f dangling=true -f label=org.opencontainers.image.title=vigie); do
+        [[ ${id#sha256:} == "$current" ]] && continue
+        "$docker_bin" rmi "$id" >/dev/null 2>&1 || true
+    done
 }
 
 case "${1:-}" in
