@@ -47,7 +47,8 @@ def engine() -> None:
     """A Docker engine for the session: tools/docker.sh starts dockerd when none answers, and the dockerd this
     session started is stopped at its end. Where dockerd cannot run at all, the tests that need it are reported as
     skipped with dockerd's own words, never as passed; everything else in this directory still runs."""
-    running = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True).returncode == 0
+    running = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                             capture_output=True).returncode == 0
     started = subprocess.run([str(ROOT / "tools/docker.sh"), "start"], capture_output=True, text=True, timeout=120)
     if started.returncode != 0:
         pytest.skip(f"not run: the Docker engine could not be started here: {started.stderr.strip()[-1500:]}")

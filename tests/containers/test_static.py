@@ -44,26 +44,23 @@ def compose_env() -> dict[str, str]:
     return {**os.environ, **{name: "not-a-secret" for name in ENV_NAMES}}
 
 
-@pytest.mark.parametrize("profile", [*PROFILES, "all"])
-def test_compose_config_per_profile(profile):
-    base = ["docker-compose", "-f", str(COMPOSE), "--profile", profile]
-    result = run(*base, "config", "-q", env=compose_env())
-    assert result.returncode == 0, result.stderr
-    import yaml
-
-    # docker-compose 1.29's `config --services` ignores profiles: read each service's profiles instead.
-    config = yaml.safe_load(run(*base, "config", env=compose_env()).stdout)
-    services = {name for name, svc in config["services"].items() if profile in svc.get("profiles", [profile])}
-    expected = PROFILES["core"] | (set().union(*PROFILES.values()) if profile == "all" else PROFILES[profile])
-    assert services == expected, f"profile {profile}: got {sorted(services)}, expected {sorted(expected)}"
-
-
 def compose_services(profile: str) -> dict[str, dict]:
+    """The services a profile runs, with their resolved configuration. docker-compose 1.29's `config --services`
+    ignores profiles, so each service's own `profiles` decide."""
     import yaml
 
     base = ["docker-compose", "-f", str(COMPOSE), "--profile", profile, "config"]
     config = yaml.safe_load(run(*base, env=compose_env()).stdout)
     return {name: svc for name, svc in config["services"].items() if profile in svc.get("profiles", [profile])}
+
+
+@pytest.mark.parametrize("profile", [*PROFILES, "all"])
+def test_compose_config_per_profile(profile):
+    result = run("docker-compose", "-f", str(COMPOSE), "--profile", profile, "config", "-q", env=compose_env())
+    assert result.returncode == 0, result.stderr
+    services = set(compose_services(profile))
+    expected = PROFILES["core"] | (set().union(*PROFILES.values()) if profile == "all" else PROFILES[profile])
+    assert services == expected, f"profile {profile}: got {sorted(services)}, expected {sorted(expected)}"
 
 
 @pytest.mark.parametrize("profile", [*PROFILES, "all"])

@@ -8,13 +8,14 @@ Grafana itself cannot run here, so the dashboards are proven the ways that remai
   - syntax, offline: every query, variables substituted, passes `promtool check rules`, and every recording rule a
     panel reads is recorded in platform/prometheus/rules/;
   - data: the local platform (deploy/local/vigie-local, own state directory and free ports, log and trace pipelines
-    on, as `make up` runs it) runs under traffic through the gateway, then every panel target, annotation and variable query is evaluated with /api/v1/query and must
-    return at least one series with a value that is not NaN.
+    on, as `make up` runs it) runs under traffic through the gateway, then every panel target, annotation and
+    variable query is evaluated with /api/v1/query and must return at least one series with a value that is not NaN.
 
 Conditions a fresh stack would not show are created for real, never faked: an admin fault switch (error_ratio) on
 every service makes 5xx responses and fires FaultInjectionActive, so the firing-alert panels and annotations have
 something to show. Queries written to show 0 instead of nothing (`or vector(0)`): firing/critical alert counts,
-monitoring targets down, the 4xx ratio's numerator, the log lines refused by OpenSearch. Restarts need no restart: changes() over the existing start-time series is 0.
+monitoring targets down, the 4xx ratio's numerator, the log lines refused by OpenSearch. Restarts need no restart:
+changes() over the existing start-time series is 0.
 
 Needs the release build (user, order and gateway binaries): the live test fails, never skips, without them.
 """

@@ -58,7 +58,6 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-
 def local_port_names() -> list[str]:
     """Every VIGIE_*_PORT of deploy/local/ports.env, the one place the local platform's ports are declared."""
     return re.findall(r'^: "\$\{(VIGIE_[A-Z_]+_PORT):=\d+\}"', PORTS_ENV.read_text(), re.MULTILINE)
@@ -90,7 +89,8 @@ def local_platform_ports(opensearch_port: int | None = None) -> dict[str, int]:
     names = [name for name in local_port_names() if not name.startswith("VIGIE_OPENSEARCH_")]
     ports = dict(zip(names, free_ports(len(names))))
     if opensearch_port is not None:
-        ports.update({"VIGIE_OPENSEARCH_PORT": opensearch_port, "VIGIE_OPENSEARCH_TRANSPORT_PORT": opensearch_port + 100})
+        ports.update({"VIGIE_OPENSEARCH_PORT": opensearch_port,
+                      "VIGIE_OPENSEARCH_TRANSPORT_PORT": opensearch_port + 100})
     return ports
 
 
