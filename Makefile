@@ -7,14 +7,17 @@ PYTEST := .cache/venv/bin/pytest
 CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run')
 
-.PHONY: help deps build build-asan build-fuzz up down status test lint format test-unit test-asan fuzz-smoke \
-        test-python test-drills clean load incident drill bench test-containers
+.PHONY: help deps check-deps build build-asan build-fuzz up down status test lint format test-unit test-asan \
+        fuzz-smoke test-python test-drills clean load incident drill bench test-containers test-fresh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-deps: ## install the pinned packages and tools (idempotent, cached)
+deps: ## install the pinned packages and tools (idempotent, cached; ~40 min the first time on a machine)
 	tools/install-deps.sh
+
+check-deps: ## can every Debian pin still be installed from what the archive serves now? (seconds)
+	tools/install-deps.sh --check
 
 build: deps ## build the services (release)
 	cmake --preset release >/dev/null
@@ -81,7 +84,10 @@ test-drills: build ## end-to-end incident drills on an isolated stack (about 8 m
 test-containers: deps ## container images: build offline, run, smoke, drain; hadolint, Trivy, compose profiles
 	VIGIE_CONTAINER_TESTS=1 $(PYTEST) -s tests/containers
 
-test: lint test-unit test-asan fuzz-smoke test-python test-drills test-containers ## every test: lint, unit, sanitizers, fuzz, system, drills, containers
+test-fresh: ## the README's commands on a throwaway fresh Debian 12 container: cold times (~45 min, on demand)
+	tools/fresh-machine.sh $(if $(TEST_MINUTES),--test-minutes $(TEST_MINUTES))
+
+test: check-deps lint test-unit test-asan fuzz-smoke test-python test-drills test-containers ## every test: lint, unit, sanitizers, fuzz, system, drills, containers
 
 clean: ## remove build outputs (not var/)
 	rm -rf build

@@ -7,7 +7,8 @@ usage() {
     cat <<'USAGE'
 Usage: tools/jaeger.sh install | path
   install   build the pinned Jaeger v2 into ${VIGIE_TOOL_CACHE:-~/.cache/vigie}/jaeger/<version>/ unless it is
-            already there (about 10 minutes on 2 cores the first time, then instant)
+            already there (about 19 minutes on 2 busy cores the
+            first time, then instant)
   path      print the path of the cached binary (exit 1 when it is not built yet)
 USAGE
 }
@@ -21,14 +22,12 @@ binary="$cache/jaeger/$version/jaeger"
 
 install() {
     [[ -x "$binary" ]] && return 0
-    command -v go >/dev/null || { echo "jaeger.sh: Go is needed to build Jaeger (not on PATH)" >&2; exit 1; }
-    echo "jaeger.sh: building Jaeger $version (first time on this machine: about 10 minutes)" >&2
     mkdir -p "$(dirname "$binary")"
     local partial="$binary.partial.$$"
     trap 'rm -f "$partial"' EXIT
-    # Module downloads and the build cache stay in the tool cache: a fresh clone reuses them.
-    (cd "$module_dir" && GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" \
-        go build -trimpath -o "$partial" github.com/jaegertracing/jaeger/cmd/jaeger)
+    # Only the one command is built; the module and build caches are shared with the other Go tools (tools/go.sh).
+    "$root/tools/go.sh" build "Jaeger $version" 19 "$module_dir" -- \
+        build -trimpath -ldflags=-s -o "$partial" github.com/jaegertracing/jaeger/cmd/jaeger
     mv "$partial" "$binary"  # only a complete binary ever has the final name
     trap - EXIT
 }
