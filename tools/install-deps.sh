@@ -115,7 +115,26 @@ check_apt() {
     resolved=$(resolve_pins "${pins[@]}")
     report_substitutions "$resolved"
     report_refusals "$resolved" || exit 1
+    simulate_fresh_install "$resolved" || exit 1
     echo "install-deps: all ${#pins[@]} Debian pins can be installed from what the archive serves now"
+}
+
+# Asks apt to plan the whole install for a machine with nothing installed (an empty dpkg status), so a pin whose
+# dependencies cannot be met from the archive fails here, not on the next fresh machine. Installs nothing.
+simulate_fresh_install() {
+    local targets empty plan
+    targets=$(awk '$1 != "refuse" { print $2 "=" $3 }' <<<"$1")
+    empty=$(mktemp)
+    # shellcheck disable=SC2086 # one word per package
+    if ! plan=$(apt-get -s -q -o Dir::State::status="$empty" install --no-install-recommends $targets 2>&1); then
+        rm -f "$empty"
+        grep -E '^ |^E:' <<<"$plan" | grep -v '^ *$' >&2 || true
+        echo "install-deps: on a fresh machine these pins cannot be installed together (above); a locked package" \
+            "that needs an exact version of another one needs that one locked too" >&2
+        return 1
+    fi
+    rm -f "$empty"
+    echo "install-deps: a fresh install of the lock resolves ($(grep -c '^Inst ' <<<"$plan") packages with dependencies)"
 }
 
 refresh_lock() {
