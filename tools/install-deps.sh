@@ -139,11 +139,11 @@ simulate_fresh_install() {
 
 refresh_lock() {
     local names=("$@") newest name version new_lock
-    [[ $(id -u) -eq 0 ]] && update_lists
     ((${#names[@]} > 0)) || mapfile -t names < <(lock_pins | sed 's/=.*//')
     for name in "${names[@]}"; do
         lock_pins | grep -q "^$name=" || { echo "install-deps: '$name' is not in $lock" >&2; exit 2; }
     done
+    [[ $(id -u) -eq 0 ]] && update_lists
     newest=$(apt-cache madison "${names[@]}" 2>/dev/null | "$root/tools/apt-pins.sh" newest - "${names[@]}")
     new_lock=$(mktemp "$lock.XXXXXX")
     trap 'rm -f "$new_lock"' EXIT
