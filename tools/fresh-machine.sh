@@ -8,7 +8,8 @@ usage() {
     cat <<'USAGE'
 Usage: tools/fresh-machine.sh [--test-minutes N]
 Runs, in a new container from debian:bookworm-slim (made from Debian packages by tools/docker.sh base):
-  apt-get install git make ca-certificates (what a newcomer has), git clone of HEAD,
+  apt-get install git make ca-certificates (what a newcomer has; the host's local CAs, as every machine of our
+  kind trusts), git clone of HEAD,
   make deps, make build, make up (must reach the final table), make status, make down,
   then make test for at most N minutes (default 10; 0 skips it): long enough to see the suite start testing.
 Prints each step's time; the whole log goes to var/fresh-machine/<UTC time>.log. Needs root and Docker
@@ -57,6 +58,8 @@ step() {
 }
 export DEBIAN_FRONTEND=noninteractive
 newcomer_tools="apt-get update -q && apt-get install -y -q --no-install-recommends git make ca-certificates"
+# The machine'"'"'s own trust anchors (here the registries'"'"' TLS proxy), which every machine of our kind has.
+newcomer_tools+=" && cp /host-ca/. /usr/local/share/ca-certificates/ -r && update-ca-certificates"
 step newcomer-tools bash -c "$newcomer_tools" || exit 1
 step clone git clone -q /src /root/vigie || exit 1
 cd /root/vigie
@@ -76,7 +79,7 @@ started=$SECONDS
 # --privileged cannot even start). The container's own network namespace keeps its ports apart from the host's.
 set +e
 docker run --name "$name" --hostname fresh-machine -e TEST_MINUTES="$test_minutes" -e CI=true \
-    -v "$root:/src:ro" debian:bookworm-slim bash -c "$inner" </dev/null 2>&1 | tee "$log" |
+    -v "$root:/src:ro" -v /usr/local/share/ca-certificates:/host-ca:ro debian:bookworm-slim bash -c "$inner" </dev/null 2>&1 | tee "$log" |
     grep --line-buffered -E '^(=== |go\.sh: |install-deps: |opensearch|jaeger|vigie-local|[0-9]+ (passed|failed))'
 status=${PIPESTATUS[0]}
 set -e
