@@ -48,8 +48,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "gateway"))
 sys.path.insert(0, str(REPO / "tests" / "system"))
 
-from gateway_stack import GatewayStack  # noqa: E402
 from vigie_stack import PG_BINDIR, Service, StackError, free_port, tail  # noqa: E402
+
+from gateway_stack import GatewayStack  # noqa: E402
 
 OUT_DIR = REPO / "build" / "bench"
 WRK = Path("/usr/bin/wrk")
@@ -79,8 +80,12 @@ REPLICA_ENV = {"DB_POOL_SIZE": "8", "FAULTS_ENABLED": "false", "JWT_TTL": "1h"}
 # The gateway's per-client rate limit would cap one load generator on 127.0.0.1; nginx has none either.
 GATEWAY_ENV = {"RATE_LIMIT_RPS": "0"}
 OBSERVABILITY_OFF = {"METRICS_ENABLED": "false", "ACCESS_LOG": "false", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ""}
-OBSERVABILITY_ON = {"METRICS_ENABLED": "true", "ACCESS_LOG": "true", "OTEL_TRACES_SAMPLER_ARG": "1.0",
-                    "LOG_LEVEL": "info"}  # plus the sink's endpoint
+OBSERVABILITY_ON = {
+    "METRICS_ENABLED": "true",
+    "ACCESS_LOG": "true",
+    "OTEL_TRACES_SAMPLER_ARG": "1.0",
+    "LOG_LEVEL": "info",
+}  # plus the sink's endpoint
 
 # The statement UserStore::find_by_id runs (services/user/src/user_store.cpp), word for word; the service sends the id
 # as a text parameter of the extended protocol (libpq's PQsendQueryParams), as pgbench -M extended binds :id.
@@ -96,9 +101,11 @@ def pgbench_script(sql: str) -> str:
     """The statement as a pgbench script: $1 becomes the variable :id. pgbench takes every ':name' for a variable,
     even inside a string literal, so colons in literals are written as Unicode escapes (U&'..\\003A..'): the server
     reads the very same constant."""
+
     def escape_colons(literal: re.Match) -> str:
         text = literal.group(1)
         return "U&'" + text.replace(":", "\\003A") + "'" if ":" in text else literal.group(0)
+
     return re.sub(r"'([^']*)'", escape_colons, sql).replace("$1", ":id") + ";\n"
 
 
@@ -107,6 +114,7 @@ class BenchError(RuntimeError):
 
 
 # -- settings ----------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -130,33 +138,49 @@ def bounded_int(low: int, high: int):
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
         return value
+
     return parse
 
 
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(
         description="Benchmark Vigie on an isolated stack: gateway vs nginx, user service vs pgbench, the cost of "
-                    "observability, memory and start-up time. Prints one table; writes build/bench/results.json "
-                    "and build/bench/profile-*.txt.")
-    parser.add_argument("--duration", type=bounded_int(1, 600), metavar="SECONDS",
-                        help="length of each measured load run (default 5, --quick 3)")
-    parser.add_argument("--connections", type=bounded_int(LOAD_THREADS, MAX_CONNECTIONS), metavar="N",
-                        help=f"concurrent connections of wrk and clients of pgbench (default 32, at most "
-                             f"{MAX_CONNECTIONS})")
-    parser.add_argument("--rounds", type=bounded_int(1, 15), metavar="N",
-                        help="rounds of alternating runs; the table shows their median (default 6, --quick 1)")
+        "observability, memory and start-up time. Prints one table; writes build/bench/results.json "
+        "and build/bench/profile-*.txt."
+    )
+    parser.add_argument(
+        "--duration",
+        type=bounded_int(1, 600),
+        metavar="SECONDS",
+        help="length of each measured load run (default 5, --quick 3)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=bounded_int(LOAD_THREADS, MAX_CONNECTIONS),
+        metavar="N",
+        help=f"concurrent connections of wrk and clients of pgbench (default 32, at most {MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=bounded_int(1, 15),
+        metavar="N",
+        help="rounds of alternating runs; the table shows their median (default 6, --quick 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s runs, one round, 3 timed starts")
     args = parser.parse_args(argv)
     quick = args.quick
     # Many short rounds rather than a few long ones: the background load of a shared machine changes within
     # seconds, and back-to-back pairs of short runs see the same background.
-    return Settings(duration=args.duration or (3 if quick else 5),
-                    connections=args.connections or 32,
-                    rounds=args.rounds or (1 if quick else 6),
-                    starts=3 if quick else 5)
+    return Settings(
+        duration=args.duration or (3 if quick else 5),
+        connections=args.connections or 32,
+        rounds=args.rounds or (1 if quick else 6),
+        starts=3 if quick else 5,
+    )
 
 
 # -- load tools --------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class LoadResult:
@@ -193,14 +217,25 @@ def parse_wrk(output: str) -> LoadResult:
     non_2xx = int(grab(r"Non-2xx or 3xx responses:\s+(\d+)") or 0)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = non_2xx + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0)
-    detail = ", ".join(part for part in (f"non-2xx {non_2xx}" if non_2xx else "",
-                                         socket_errors.group(0) if socket_errors else "") if part)
+    detail = ", ".join(
+        part
+        for part in (f"non-2xx {non_2xx}" if non_2xx else "", socket_errors.group(0) if socket_errors else "")
+        if part
+    )
     return LoadResult(float(rps), wrk_duration_ms(p50), wrk_duration_ms(p99), int(requests), errors, detail)
 
 
 def run_wrk(url: str, token: str, settings: Settings, duration: int) -> LoadResult:
-    cmd = [str(WRK), f"-t{LOAD_THREADS}", f"-c{settings.connections}", f"-d{duration}s", "--latency",
-           "-H", f"Authorization: Bearer {token}", url]
+    cmd = [
+        str(WRK),
+        f"-t{LOAD_THREADS}",
+        f"-c{settings.connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+        url,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     if result.returncode != 0:
         raise BenchError(f"wrk exited {result.returncode}: {result.stderr.strip()}")
@@ -215,13 +250,19 @@ def parse_pgbench(output: str) -> LoadResult:
     if not (tps and processed):
         raise BenchError(f"unreadable pgbench output:\n{output}")
     # pgbench prints no percentiles without per-transaction logs; its average latency stands in the p50 column.
-    return LoadResult(float(tps.group(1)), float(latency.group(1)) if latency else None, None,
-                      int(processed.group(1)), int(failed.group(1)) if failed else 0)
+    return LoadResult(
+        float(tps.group(1)),
+        float(latency.group(1)) if latency else None,
+        None,
+        int(processed.group(1)),
+        int(failed.group(1)) if failed else 0,
+    )
 
 
 @dataclasses.dataclass
 class PgbenchTarget:
     """pgbench against the user database as the service connects: unix socket, users_app role, scram password."""
+
     socket_dir: Path
     port: int
     password: str
@@ -229,9 +270,29 @@ class PgbenchTarget:
     user_id: str
 
     def run(self, settings: Settings, duration: int) -> LoadResult:
-        cmd = [str(PGBENCH), "-n", "-M", "extended", "-c", str(settings.connections), "-j", str(LOAD_THREADS),
-               "-T", str(duration), "-f", str(self.script), "-D", f"id={self.user_id}",
-               "-h", str(self.socket_dir), "-p", str(self.port), "-U", "users_app", "users"]
+        cmd = [
+            str(PGBENCH),
+            "-n",
+            "-M",
+            "extended",
+            "-c",
+            str(settings.connections),
+            "-j",
+            str(LOAD_THREADS),
+            "-T",
+            str(duration),
+            "-f",
+            str(self.script),
+            "-D",
+            f"id={self.user_id}",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "users_app",
+            "users",
+        ]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": self.password}
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60, check=False)
         if result.returncode != 0:
@@ -240,6 +301,7 @@ class PgbenchTarget:
 
 
 # -- processes of our own ----------------------------------------------------------------------------------------------
+
 
 class Nginx:
     """nginx in the foreground (daemon off) with a generated config: a keep-alive reverse proxy to one upstream."""
@@ -262,11 +324,11 @@ error_log {self.root}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log {self.root}/access.log;
-    client_body_temp_path {temp['client_body']};
-    proxy_temp_path {temp['proxy']};
-    fastcgi_temp_path {temp['fastcgi']};
-    uwsgi_temp_path {temp['uwsgi']};
-    scgi_temp_path {temp['scgi']};
+    client_body_temp_path {temp["client_body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
     upstream user_service {{
         server 127.0.0.1:{self.upstream_port};
         keepalive {UPSTREAM_KEEPALIVE};
@@ -291,9 +353,12 @@ http {{
         conf = self.root / "nginx.conf"
         conf.write_text(self.config())
         self.log_file = open(self.root / "stderr.log", "ab")
-        self.process = subprocess.Popen([str(NGINX), "-p", str(self.root), "-c", str(conf),
-                                         "-e", str(self.root / "error.log")],
-                                        stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [str(NGINX), "-p", str(self.root), "-c", str(conf), "-e", str(self.root / "error.log")],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while not port_open(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -384,7 +449,7 @@ class PeakRss:
                     self.peaks[name] = max(self.peaks.get(name, 0), rss)
             self.stopping.wait(RSS_SAMPLE_SECONDS)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.thread.start()
         return self
 
@@ -414,7 +479,7 @@ class CpuTime:
     def total(self, pids: list[int]) -> float:
         return sum(cpu_seconds(pid) for pid in pids)
 
-    def __enter__(self) -> "CpuTime":
+    def __enter__(self) -> CpuTime:
         self.start = {name: self.total(pids) for name, pids in self.groups.items()}
         return self
 
@@ -466,9 +531,11 @@ def readyz_ok(port: int) -> bool:
 
 # -- the stack and its data --------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Bench:
     """Everything running for the benchmark, and the account whose record the load reads."""
+
     stack: GatewayStack
     sink: OtlpSink
     nginx: Nginx | None = None
@@ -488,8 +555,9 @@ class Bench:
         return f"{base_url}/api/v1/users/{self.user_id}"
 
 
-def call_json(method: str, url: str, body: dict | None = None, token: str | None = None,
-              headers: dict[str, str] | None = None) -> tuple[int, dict]:
+def call_json(
+    method: str, url: str, body: dict | None = None, token: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     request.add_header("Content-Type", "application/json")
@@ -504,8 +572,9 @@ def call_json(method: str, url: str, body: dict | None = None, token: str | None
 
 def create_account(bench: Bench) -> None:
     email, password = f"bench-{uuid.uuid4().hex[:10]}@example.com", "correct horse battery"
-    status, body = call_json("POST", bench.user.base_url + "/api/v1/users",
-                             {"email": email, "password": password, "name": "Bench"})
+    status, body = call_json(
+        "POST", bench.user.base_url + "/api/v1/users", {"email": email, "password": password, "name": "Bench"}
+    )
     if status != 201:
         raise BenchError(f"sign-up answered {status}: {body}")
     bench.user_id = body["id"]
@@ -517,19 +586,27 @@ def create_account(bench: Bench) -> None:
 
 def place_order(bench: Bench) -> None:
     """One order, so that the order service's list has a row to read under load."""
-    status, body = call_json("POST", bench.stack.order.base_url + "/api/v1/orders",
-                             {"items": [{"sku": "BENCH-1", "quantity": 1, "unit_price_cents": 100}]},
-                             token=bench.token, headers={"Idempotency-Key": uuid.uuid4().hex})
+    status, body = call_json(
+        "POST",
+        bench.stack.order.base_url + "/api/v1/orders",
+        {"items": [{"sku": "BENCH-1", "quantity": 1, "unit_price_cents": 100}]},
+        token=bench.token,
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
     if status != 201:
         raise BenchError(f"placing an order answered {status}: {body}")
 
 
 def check_answers(bench: Bench) -> None:
     """Every URL under test answers 200 with the same user record before any load is measured."""
-    bases = {"gateway": bench.stack.gateway_url, "nginx": bench.nginx.base_url, "user": bench.user.base_url,
-             "observability off": bench.observability_off.base_url,
-             "observability on": bench.observability_on.base_url,
-             "tracing off": bench.tracing_off.base_url}
+    bases = {
+        "gateway": bench.stack.gateway_url,
+        "nginx": bench.nginx.base_url,
+        "user": bench.user.base_url,
+        "observability off": bench.observability_off.base_url,
+        "observability on": bench.observability_on.base_url,
+        "tracing off": bench.tracing_off.base_url,
+    }
     for name, base in bases.items():
         status, body = call_json("GET", bench.user_url(base), token=bench.token)
         if status != 200 or body.get("id") != bench.user_id:
@@ -540,10 +617,12 @@ def start_everything(bench: Bench) -> None:
     stack = bench.stack
     stack.start()
     bench.observability_off = stack.start_service("user", **REPLICA_ENV, **OBSERVABILITY_OFF)
-    bench.observability_on = stack.start_service("user", **REPLICA_ENV, **OBSERVABILITY_ON,
-                                                 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=bench.sink.endpoint)
-    bench.tracing_off = stack.start_service("user", **REPLICA_ENV, **OBSERVABILITY_ON,
-                                            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="")
+    bench.observability_on = stack.start_service(
+        "user", **REPLICA_ENV, **OBSERVABILITY_ON, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=bench.sink.endpoint
+    )
+    bench.tracing_off = stack.start_service(
+        "user", **REPLICA_ENV, **OBSERVABILITY_ON, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=""
+    )
     # One nginx worker per gateway thread: the gateway serves on one event loop (kit/service's io_context{1}).
     bench.nginx = Nginx(stack.root, stack.user.http_port, workers=thread_count(stack.gateway.pid))
     bench.nginx.start()
@@ -551,12 +630,14 @@ def start_everything(bench: Bench) -> None:
     place_order(bench)
     script = stack.root / "user_by_id.sql"
     script.write_text(pgbench_script(USER_BY_ID_SQL))
-    bench.pgbench = PgbenchTarget(stack.pg.socket_dir, stack.pg.port, stack.passwords["users_app"], script,
-                                  bench.user_id)
+    bench.pgbench = PgbenchTarget(
+        stack.pg.socket_dir, stack.pg.port, stack.passwords["users_app"], script, bench.user_id
+    )
     check_answers(bench)
 
 
 # -- measurements ------------------------------------------------------------------------------------------------------
+
 
 def wrk_variant(bench: Bench, base_url: str, rss_pids: dict[str, int], cpu_pids: dict[str, list[int]]):
     def run(settings: Settings, duration: int) -> LoadResult:
@@ -565,6 +646,7 @@ def wrk_variant(bench: Bench, base_url: str, rss_pids: dict[str, int], cpu_pids:
         if result.requests:
             result.cpu_us_per_request = {name: spent / result.requests * 1e6 for name, spent in cpu.spent.items()}
         return result
+
     return run
 
 
@@ -582,18 +664,23 @@ def interleaved_rounds(variants: dict, settings: Settings) -> dict[str, list[Loa
         for name in names[shift:] + names[:shift]:
             result = variants[name](settings, settings.duration)
             results[name].append(result)
-            print(f"  round {round_index + 1}/{settings.rounds} {name:<22} {result.rps:10.0f} req/s"
-                  + (f"  p99 {result.p99_ms:.2f} ms" if result.p99_ms is not None else ""), flush=True)
+            print(
+                f"  round {round_index + 1}/{settings.rounds} {name:<22} {result.rps:10.0f} req/s"
+                + (f"  p99 {result.p99_ms:.2f} ms" if result.p99_ms is not None else ""),
+                flush=True,
+            )
     return results
 
 
 def proxy_and_database_runs(bench: Bench, settings: Settings) -> dict[str, list[LoadResult]]:
     user, gateway = bench.user.pid, bench.stack.gateway.pid
     variants = {
-        "gateway": wrk_variant(bench, bench.stack.gateway_url, {"gateway": gateway, "user": user},
-                               {"proxy": [gateway], "user": [user]}),
-        "nginx": wrk_variant(bench, bench.nginx.base_url, {"user": user},
-                             {"proxy": bench.nginx.worker_pids(), "user": [user]}),
+        "gateway": wrk_variant(
+            bench, bench.stack.gateway_url, {"gateway": gateway, "user": user}, {"proxy": [gateway], "user": [user]}
+        ),
+        "nginx": wrk_variant(
+            bench, bench.nginx.base_url, {"user": user}, {"proxy": bench.nginx.worker_pids(), "user": [user]}
+        ),
         "user direct": wrk_variant(bench, bench.user.base_url, {"user": user}, {"user": [user]}),
         "pgbench": bench.pgbench.run,
     }
@@ -653,6 +740,7 @@ def order_peak_run(bench: Bench, settings: Settings) -> LoadResult:
 
 # -- profile -----------------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Profile:
     event: str | None = None
@@ -667,14 +755,22 @@ class Profile:
 def perf_record(pid: int, data: Path, seconds: int, event: list[str]) -> tuple[subprocess.Popen, Path]:
     log = data.with_suffix(".log")
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(PERF), "record", *event, "-g", "-p", str(pid), "-o", str(data), "--",
-                                    "sleep", str(seconds)], stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(PERF), "record", *event, "-g", "-p", str(pid), "-o", str(data), "--", "sleep", str(seconds)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return process, log
 
 
 def perf_report_lines(data: Path, sort: str, limit: int) -> list[str]:
-    result = subprocess.run([str(PERF), "report", "-i", str(data), "--no-children", "--sort", sort, "--stdio",
-                             "-g", "none"], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [str(PERF), "report", "-i", str(data), "--no-children", "--sort", sort, "--stdio", "-g", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if result.returncode != 0:
         raise BenchError(f"perf report failed: {result.stderr.strip()}")
     return [tidy_perf_line(line) for line in result.stdout.splitlines() if re.match(r"^\s+\d+\.\d+%", line)][:limit]
@@ -691,6 +787,7 @@ def tidy_perf_line(line: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class ProfileTarget:
     """A process to profile and the URL loaded meanwhile."""
+
     name: str  # profile-<name>.txt
     title: str
     pid: int
@@ -700,10 +797,15 @@ class ProfileTarget:
 def profile_targets(bench: Bench) -> list[ProfileTarget]:
     return [
         ProfileTarget("user", "the user service, loaded directly", bench.user.pid, bench.user.base_url),
-        ProfileTarget("gateway", "the gateway, in front of the user service", bench.stack.gateway.pid,
-                      bench.stack.gateway_url),
-        ProfileTarget("user-observability-on", "the user service with metrics, access log and OTLP export on",
-                      bench.observability_on.pid, bench.observability_on.base_url),
+        ProfileTarget(
+            "gateway", "the gateway, in front of the user service", bench.stack.gateway.pid, bench.stack.gateway_url
+        ),
+        ProfileTarget(
+            "user-observability-on",
+            "the user service with metrics, access log and OTLP export on",
+            bench.observability_on.pid,
+            bench.observability_on.base_url,
+        ),
     ]
 
 
@@ -728,15 +830,25 @@ def record_profile(bench: Bench, target: ProfileTarget, settings: Settings) -> P
 
 
 def read_profile(data: Path) -> Profile:
-    header = subprocess.run([str(PERF), "report", "-i", str(data), "--header-only"], capture_output=True, text=True,
-                            timeout=60, check=False).stdout
+    header = subprocess.run(
+        [str(PERF), "report", "-i", str(data), "--header-only"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
     event = re.search(r"^# event : name = ([^,]+),", header, re.MULTILINE)
-    samples = subprocess.run([str(PERF), "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso",
-                              "-g", "none"], capture_output=True, text=True, timeout=300, check=False).stdout
+    samples = subprocess.run(
+        [str(PERF), "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso", "-g", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    ).stdout
     count = re.search(r"^# Samples: (\S+)", samples, re.MULTILINE)
-    return Profile(event=event.group(1) if event else None, samples=count.group(1) if count else None,
-                   symbols=perf_report_lines(data, "symbol", 15),
-                   dso_symbols=perf_report_lines(data, "dso,symbol", 15), dsos=perf_report_lines(data, "dso", 8))
+    return Profile(
+        event=event.group(1) if event else None,
+        samples=count.group(1) if count else None,
+        symbols=perf_report_lines(data, "symbol", 15),
+        dso_symbols=perf_report_lines(data, "dso,symbol", 15),
+        dsos=perf_report_lines(data, "dso", 8),
+    )
 
 
 def write_profile(target: ProfileTarget, profile: Profile, settings: Settings) -> Path:
@@ -754,23 +866,32 @@ def write_profile(target: ProfileTarget, profile: Profile, settings: Settings) -
         + "# perf report --no-children --sort dso,symbol --stdio -g none\n"
         + "\n".join(profile.dso_symbols)
         + "\n\n# by shared object: perf report --no-children --sort dso --stdio -g none\n"
-        + "\n".join(profile.dsos) + "\n")
+        + "\n".join(profile.dsos)
+        + "\n"
+    )
     return path
 
 
 # -- footprint ---------------------------------------------------------------------------------------------------------
 
+
 def timed_start(service: Service) -> tuple[float, int]:
     """Starts the process, polls its /readyz every 2 ms; returns (ms from exec to the first 200, VmRSS KiB then)."""
     service.log_file = open(service.log_path, "ab")
     started = time.monotonic()
-    service.process = subprocess.Popen([str(service.binary), "serve"], env=service.env, stdout=service.log_file,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    service.process = subprocess.Popen(
+        [str(service.binary), "serve"],
+        env=service.env,
+        stdout=service.log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     deadline = started + 30
     while not readyz_ok(service.admin_port):
         if service.process.poll() is not None:
-            raise BenchError(f"{service.name} exited {service.process.returncode} before it was ready\n"
-                             f"{tail(service.log_path)}")
+            raise BenchError(
+                f"{service.name} exited {service.process.returncode} before it was ready\n{tail(service.log_path)}"
+            )
         if time.monotonic() > deadline:
             raise BenchError(f"{service.name} was not ready after 30 s\n{tail(service.log_path)}")
         time.sleep(READY_POLL_SECONDS)
@@ -790,9 +911,14 @@ def time_starts(stack: GatewayStack, name: str, starts: int) -> dict[str, list[f
     times, idle = [], []
     for index in range(starts):
         http_port, admin_port = free_port(), free_port()
-        service = Service(name=name, binary=stack.binary(name), env=start_env(stack, name, http_port, admin_port),
-                          log_path=stack.root / f"{name}-start-{index}.log", http_port=http_port,
-                          admin_port=admin_port)
+        service = Service(
+            name=name,
+            binary=stack.binary(name),
+            env=start_env(stack, name, http_port, admin_port),
+            log_path=stack.root / f"{name}-start-{index}.log",
+            http_port=http_port,
+            admin_port=admin_port,
+        )
         stack.services.append(service)  # the stack's close() stops it if we are interrupted
         elapsed_ms, rss_kib = timed_start(service)
         service.stop()
@@ -803,6 +929,7 @@ def time_starts(stack: GatewayStack, name: str, starts: int) -> dict[str, list[f
 
 # -- report ------------------------------------------------------------------------------------------------------------
 
+
 def median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -811,11 +938,13 @@ def median(values: list[float | None]) -> float | None:
 def paired_ratio(numerators: list[LoadResult], denominators: list[LoadResult], field: str) -> float | None:
     """Median of the per-round ratios of a field ('rps', 'p99_ms', or 'cpu:<process>' for CPU per request): each
     pair ran back to back, so slow drift of the machine cancels out."""
+
     def value(result: LoadResult) -> float | None:
         if field.startswith("cpu:"):
             return result.cpu_us_per_request.get(field[4:])
         return getattr(result, field)
-    ratios = [value(a) / value(b) for a, b in zip(numerators, denominators) if value(a) and value(b)]
+
+    ratios = [value(a) / value(b) for a, b in zip(numerators, denominators, strict=True) if value(a) and value(b)]
     return statistics.median(ratios) if ratios else None
 
 
@@ -841,13 +970,20 @@ class Row:
 def load_row(label: str, runs: list[LoadResult], figure: str = "") -> Row:
     errors = sum(r.errors for r in runs)
     note = f"{errors} errors" if errors else ""
-    return Row(label, median([r.rps for r in runs]), median([r.p50_ms for r in runs]),
-               median([r.p99_ms for r in runs]), figure or note, result="" if not errors else "!")
+    return Row(
+        label,
+        median([r.rps for r in runs]),
+        median([r.p50_ms for r in runs]),
+        median([r.p99_ms for r in runs]),
+        figure or note,
+        result="" if not errors else "!",
+    )
 
 
 def check_row(label: str, value: float | None, text: str, target: float, higher: bool, target_text: str) -> Row:
-    return Row(label, figure=text if value is not None else "n/a", target=target_text,
-               result=verdict(value, target, higher))
+    return Row(
+        label, figure=text if value is not None else "n/a", target=target_text, result=verdict(value, target, higher)
+    )
 
 
 def times(ratio: float | None, digits: int = 2) -> str:
@@ -874,15 +1010,31 @@ def comparison_rows(runs: dict[str, list[LoadResult]], nginx_workers: int, gatew
         load_row(f"nginx ({nginx_workers} worker, keepalive)", runs["nginx"]),
         load_row("user service direct (baseline)", runs["user direct"]),
         # A third digit where a target decides: 0.7996 must not read as a missed "0.80x".
-        check_row("gateway / nginx req/s", rps_ratio, times(rps_ratio, 3), TARGET_GATEWAY_RPS_RATIO, True,
-                  f">= {TARGET_GATEWAY_RPS_RATIO}x"),
+        check_row(
+            "gateway / nginx req/s",
+            rps_ratio,
+            times(rps_ratio, 3),
+            TARGET_GATEWAY_RPS_RATIO,
+            True,
+            f">= {TARGET_GATEWAY_RPS_RATIO}x",
+        ),
         Row("gateway / nginx p50", figure=times(p50_ratio)),
-        check_row("gateway / nginx p99", p99_ratio, times(p99_ratio, 3), TARGET_GATEWAY_P99_RATIO, False,
-                  f"<= {TARGET_GATEWAY_P99_RATIO}x"),
-        Row("CPU per request: gateway / nginx", figure=microseconds(cpu_us(runs["gateway"], "proxy"),
-                                                                    cpu_us(runs["nginx"], "proxy"))),
-        Row("  user service behind gateway/nginx/none",
-            figure=microseconds(*(cpu_us(runs[name], "user") for name in ("gateway", "nginx", "user direct")))),
+        check_row(
+            "gateway / nginx p99",
+            p99_ratio,
+            times(p99_ratio, 3),
+            TARGET_GATEWAY_P99_RATIO,
+            False,
+            f"<= {TARGET_GATEWAY_P99_RATIO}x",
+        ),
+        Row(
+            "CPU per request: gateway / nginx",
+            figure=microseconds(cpu_us(runs["gateway"], "proxy"), cpu_us(runs["nginx"], "proxy")),
+        ),
+        Row(
+            "  user service behind gateway/nginx/none",
+            figure=microseconds(*(cpu_us(runs[name], "user") for name in ("gateway", "nginx", "user direct"))),
+        ),
         Row("2. user read path vs the database alone", section=True),
         load_row("user service direct", runs["user direct"]),
         load_row("pgbench, same SELECT (p50 = avg)", runs["pgbench"]),
@@ -902,19 +1054,33 @@ def observability_rows(runs: dict[str, list[LoadResult]], spans: dict) -> list[R
         Row("3. observability cost: user service direct, all on vs all off", section=True),
         load_row("off (no metrics, access log, export)", runs["observability off"]),
         load_row("on (metrics, access log, OTLP 100 %)", runs["observability on"]),
-        check_row("throughput lost", loss, f"{loss:.2f} %" if loss is not None else "", TARGET_OBSERVABILITY_LOSS,
-                  False, f"<= {TARGET_OBSERVABILITY_LOSS:.0f} %"),
+        check_row(
+            "throughput lost",
+            loss,
+            f"{loss:.2f} %" if loss is not None else "",
+            TARGET_OBSERVABILITY_LOSS,
+            False,
+            f"<= {TARGET_OBSERVABILITY_LOSS:.0f} %",
+        ),
         Row("CPU per request: off / on", figure=microseconds(cpu_us(off, "user"), cpu_us(on, "user")) + cpu_added),
         # The sink runs in this script: on a 2-core machine its CPU is taken from the service's share.
         Row("  OTLP sink (this script) off / on", figure=microseconds(cpu_us(off, "sink"), cpu_us(on, "sink"))),
-        Row("spans exported / dropped", figure=f"{exported:.0f} / {dropped:.0f}",
-            target="0 dropped", result="PASS" if exported > 0 and dropped == 0 else "MISS"),
+        Row(
+            "spans exported / dropped",
+            figure=f"{exported:.0f} / {dropped:.0f}",
+            target="0 dropped",
+            result="PASS" if exported > 0 and dropped == 0 else "MISS",
+        ),
         # Tracing alone: the same service with metrics and access log, with and without span export at 100 %.
         load_row("metrics + access log, no tracing", runs["tracing off"]),
-        Row("throughput lost to tracing (100 % sampled)", figure=percent_lost(runs["observability on"],
-                                                                                   runs["tracing off"])),
-        Row("CPU per request: no tracing / tracing",
-            figure=microseconds(cpu_us(runs["tracing off"], "user"), cpu_us(on, "user"))),
+        Row(
+            "throughput lost to tracing (100 % sampled)",
+            figure=percent_lost(runs["observability on"], runs["tracing off"]),
+        ),
+        Row(
+            "CPU per request: no tracing / tracing",
+            figure=microseconds(cpu_us(runs["tracing off"], "user"), cpu_us(on, "user")),
+        ),
     ]
 
 
@@ -928,12 +1094,28 @@ def footprint_rows(starts: dict[str, dict[str, list[float]]], peaks: dict[str, i
     for name in ("gateway", "user", "order"):
         idle_mib = median(starts[name]["idle_rss_kib"]) / 1024
         ready_ms = median(starts[name]["ready_ms"])
-        rows.append(check_row(f"{name} idle RSS", idle_mib, f"{idle_mib:.1f} MiB", TARGET_IDLE_RSS_MIB, False,
-                              f"< {TARGET_IDLE_RSS_MIB:.0f} MiB"))
+        rows.append(
+            check_row(
+                f"{name} idle RSS",
+                idle_mib,
+                f"{idle_mib:.1f} MiB",
+                TARGET_IDLE_RSS_MIB,
+                False,
+                f"< {TARGET_IDLE_RSS_MIB:.0f} MiB",
+            )
+        )
         peak = peaks.get(name)
         rows.append(Row(f"{name} peak RSS under load", figure=f"{peak / 1024:.1f} MiB" if peak else "n/a"))
-        rows.append(check_row(f"{name} time to ready", ready_ms, f"{ready_ms:.0f} ms", TARGET_READY_MS, False,
-                              f"< {TARGET_READY_MS:.0f} ms"))
+        rows.append(
+            check_row(
+                f"{name} time to ready",
+                ready_ms,
+                f"{ready_ms:.0f} ms",
+                TARGET_READY_MS,
+                False,
+                f"< {TARGET_READY_MS:.0f} ms",
+            )
+        )
     return rows
 
 
@@ -947,33 +1129,62 @@ def render_table(rows: list[Row]) -> str:
         if row.section:
             lines.append(row.label)
             continue
-        lines.append(f"  {row.label:<40} {number(row.rps, 0):>9} {number(row.p50, 2):>7} {number(row.p99, 2):>7}  "
-                     f"{row.figure:<20} {row.target:<11} {row.result}".rstrip())
+        lines.append(
+            f"  {row.label:<40} {number(row.rps, 0):>9} {number(row.p50, 2):>7} {number(row.p99, 2):>7}  "
+            f"{row.figure:<20} {row.target:<11} {row.result}".rstrip()
+        )
     return "\n".join(lines)
 
 
 def machine_info() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     # Only changes to what the binaries are built from make the commit an inexact description of what ran.
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
-                            "services", "CMakeLists.txt", "CMakePresets.json"],
-                           capture_output=True, text=True, check=False).stdout.strip()
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "kernel": os.uname().release,
-            "load_average": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-            "commit": commit + (" (with uncommitted changes to services/)" if dirty else ""),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    dirty = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            "services",
+            "CMakeLists.txt",
+            "CMakePresets.json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": os.uname().release,
+        "load_average": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "commit": commit + (" (with uncommitted changes to services/)" if dirty else ""),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def print_profile_summary(target: ProfileTarget, profile: Profile, path: Path) -> None:
     if profile.unavailable:
         print(f"\nCPU profile of {target.title}: not recorded ({profile.unavailable})")
         return
-    print(f"\nCPU profile of {target.title} ({profile.event}, {profile.samples} samples; "
-          f"{path.relative_to(REPO)}), self time by library: "
-          + ", ".join(" ".join(line.split()) for line in profile.dsos[:5]))
+    print(
+        f"\nCPU profile of {target.title} ({profile.event}, {profile.samples} samples; "
+        f"{path.relative_to(REPO)}), self time by library: "
+        + ", ".join(" ".join(line.split()) for line in profile.dsos[:5])
+    )
     for line in profile.dso_symbols[:6]:
         print(f"  {line.strip()[:110]}")
 
@@ -986,18 +1197,23 @@ def as_json(value: object) -> object:
 
 # -- main --------------------------------------------------------------------------------------------------------------
 
+
 def check_tools() -> None:
-    missing = [f"{tool} ({package})" for tool, package in ((WRK, "wrk"), (NGINX, "nginx"),
-                                                            (PGBENCH, "postgresql-15"))
-               if not tool.exists()]
+    missing = [
+        f"{tool} ({package})"
+        for tool, package in ((WRK, "wrk"), (NGINX, "nginx"), (PGBENCH, "postgresql-15"))
+        if not tool.exists()
+    ]
     if missing:
         raise BenchError(f"missing tools: {', '.join(missing)}; install them (tools/install-deps.sh)")
 
 
 def stop_on_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -1016,10 +1232,19 @@ def measure(bench: Bench, settings: Settings) -> dict:
     profiles = {target.name: record_profile(bench, target, settings) for target in targets}
     starts = {name: time_starts(bench.stack, name, settings.starts) for name in ("gateway", "user", "order")}
     failed_answers = error_statuses([s.log_path for s in bench.stack.services] + [bench.nginx.root / "access.log"])
-    return {"proxy_runs": proxy_runs, "observability_runs": obs_runs, "spans": spans, "order_run": order_run,
-            "failed_answers": failed_answers,
-            "profile_targets": targets, "profiles": profiles, "starts": starts, "peaks_kib": dict(bench.peaks),
-            "gateway_threads": gateway_threads, "nginx_workers": bench.nginx.workers}
+    return {
+        "proxy_runs": proxy_runs,
+        "observability_runs": obs_runs,
+        "spans": spans,
+        "order_run": order_run,
+        "failed_answers": failed_answers,
+        "profile_targets": targets,
+        "profiles": profiles,
+        "starts": starts,
+        "peaks_kib": dict(bench.peaks),
+        "gateway_threads": gateway_threads,
+        "nginx_workers": bench.nginx.workers,
+    }
 
 
 def error_statuses(logs: list[Path]) -> dict[str, dict[str, int]]:
@@ -1031,50 +1256,72 @@ def error_statuses(logs: list[Path]) -> dict[str, dict[str, int]]:
         if not log.exists():
             continue
         # grep first: the logs hold a line per request, hundreds of megabytes after a full run.
-        result = subprocess.run(["grep", "-E", r'status_code":[45]|" [45][0-9]{2} ', str(log)], capture_output=True,
-                                text=True, check=False)
-        statuses = [next(group for group in match.groups() if group)
-                    for line in result.stdout.splitlines() if "/api/" in line and (match := status.search(line))]
+        result = subprocess.run(
+            ["grep", "-E", r'status_code":[45]|" [45][0-9]{2} ', str(log)], capture_output=True, text=True, check=False
+        )
+        statuses = [
+            next(group for group in match.groups() if group)
+            for line in result.stdout.splitlines()
+            if "/api/" in line and (match := status.search(line))
+        ]
         if statuses:
             found[log.name] = {status: statuses.count(status) for status in sorted(set(statuses))}
     return found
 
 
 def report(measured: dict, settings: Settings, machine: dict[str, str]) -> int:
-    rows = (comparison_rows(measured["proxy_runs"], measured["nginx_workers"], measured["gateway_threads"])
-            + observability_rows(measured["observability_runs"], measured["spans"])
-            + footprint_rows(measured["starts"], measured["peaks_kib"]))
-    profile_paths = {target.name: write_profile(target, measured["profiles"][target.name], settings)
-                     for target in measured["profile_targets"]}
-    print(f"\nVigie benchmark, commit {machine['commit']}: {machine['nproc']} x {machine['cpu']}, kernel "
-          f"{machine['kernel']}, load average at start {machine['load_average']}")
-    print(f"wrk -t{LOAD_THREADS} -c{settings.connections} -d{settings.duration}s --latency; pgbench -M extended "
-          f"-c{settings.connections} -j{LOAD_THREADS} -T{settings.duration}; median of {settings.rounds} "
-          f"round(s), ratios = median of per-round ratios\n")
+    rows = (
+        comparison_rows(measured["proxy_runs"], measured["nginx_workers"], measured["gateway_threads"])
+        + observability_rows(measured["observability_runs"], measured["spans"])
+        + footprint_rows(measured["starts"], measured["peaks_kib"])
+    )
+    profile_paths = {
+        target.name: write_profile(target, measured["profiles"][target.name], settings)
+        for target in measured["profile_targets"]
+    }
+    print(
+        f"\nVigie benchmark, commit {machine['commit']}: {machine['nproc']} x {machine['cpu']}, kernel "
+        f"{machine['kernel']}, load average at start {machine['load_average']}"
+    )
+    print(
+        f"wrk -t{LOAD_THREADS} -c{settings.connections} -d{settings.duration}s --latency; pgbench -M extended "
+        f"-c{settings.connections} -j{LOAD_THREADS} -T{settings.duration}; median of {settings.rounds} "
+        f"round(s), ratios = median of per-round ratios\n"
+    )
     print(render_table(rows))
     spans = measured["spans"]
-    print("\nobservability 'on' phase, warm-up included (service /metrics, sink counts): "
-          + ", ".join(f"{k} {v:.1f}" if k.endswith("ms") else f"{k} {v:.0f}"
-                      for k, v in spans.items() if v is not None))
+    print(
+        "\nobservability 'on' phase, warm-up included (service /metrics, sink counts): "
+        + ", ".join(f"{k} {v:.1f}" if k.endswith("ms") else f"{k} {v:.0f}" for k, v in spans.items() if v is not None)
+    )
     for target in measured["profile_targets"]:
         print_profile_summary(target, measured["profiles"][target.name], profile_paths[target.name])
     profile_runs = [profile.load for profile in measured["profiles"].values() if profile.load is not None]
-    measured_runs = [*measured["proxy_runs"].values(), *measured["observability_runs"].values(),
-                     [measured["order_run"]], profile_runs]
+    measured_runs = [
+        *measured["proxy_runs"].values(),
+        *measured["observability_runs"].values(),
+        [measured["order_run"]],
+        profile_runs,
+    ]
     errors = sum(r.errors for runs in measured_runs for r in runs)
-    results = {"machine": machine, "settings": dataclasses.asdict(settings), "measured": measured,
-               "table": [dataclasses.asdict(row) for row in rows]}
+    results = {
+        "machine": machine,
+        "settings": dataclasses.asdict(settings),
+        "measured": measured,
+        "table": [dataclasses.asdict(row) for row in rows],
+    }
     path = OUT_DIR / "results.json"
     path.write_text(json.dumps(results, indent=2, default=as_json) + "\n")
     print(f"\nresults: {path.relative_to(REPO)}")
     if errors:
         total = sum(r.requests for runs in measured_runs for r in runs)
-        print(f"warning: {errors} requests failed during the load runs (rows marked '!'; the others were in the "
-              f"order or profiling runs); 4xx/5xx API answers in the logs: "
-              f"{measured['failed_answers'] or 'none (wrk timeouts or socket errors only)'}")
+        print(
+            f"warning: {errors} requests failed during the load runs (rows marked '!'; the others were in the "
+            f"order or profiling runs); 4xx/5xx API answers in the logs: "
+            f"{measured['failed_answers'] or 'none (wrk timeouts or socket errors only)'}"
+        )
         if errors > total * 0.01:
-            print("error: more than 1 % of the requests failed: the throughput figures are not valid",
-                  file=sys.stderr)
+            print("error: more than 1 % of the requests failed: the throughput figures are not valid", file=sys.stderr)
             return 1
     return 0
 
@@ -1088,8 +1335,10 @@ def main(argv: list[str] | None = None) -> int:
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         machine = machine_info()
         print(f"about {settings.total_runs_seconds // 60 + 1} min of load runs, plus start-up", flush=True)
-        bench = Bench(stack=GatewayStack(user_replicas=1, order_replicas=1, replica_env=REPLICA_ENV,
-                                         gateway_env=GATEWAY_ENV), sink=OtlpSink())
+        bench = Bench(
+            stack=GatewayStack(user_replicas=1, order_replicas=1, replica_env=REPLICA_ENV, gateway_env=GATEWAY_ENV),
+            sink=OtlpSink(),
+        )
         measured = measure(bench, settings)
         return report(measured, settings, machine)
     except (BenchError, StackError) as e:

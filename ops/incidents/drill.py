@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,8 +35,16 @@ BEGIN = "<!-- BEGIN drill table: written by `make drill` (ops/incidents/drill.py
 END = "<!-- END drill table -->"
 # service-killed first: its resolution is watched in the background while the others run. The outages last: the
 # 503s they cause linger in the 1 minute error-ratio windows, and no later drill should have to wait for that.
-ORDER = ["service-killed", "slow-api", "5xx-burst", "slow-queries", "memory-leak", "cpu-burn", "database-down",
-         "service-down"]
+ORDER = [
+    "service-killed",
+    "slow-api",
+    "5xx-burst",
+    "slow-queries",
+    "memory-leak",
+    "cpu-burn",
+    "database-down",
+    "service-down",
+]
 BACKGROUND_RESOLUTION = {"service-killed"}
 PAUSE_BETWEEN = 5.0  # seconds: lets the previous drill's traffic and restarts settle
 
@@ -61,8 +69,9 @@ def machine() -> str:
 
 def commit() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30, check=False
+        ).stdout.strip()
 
     sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no")
@@ -81,7 +90,7 @@ def sink_cell(result: drills.Result, sink: str) -> str:
 
 
 def table(results: list[drills.Result], started: float, loadgen: str) -> str:
-    when = datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC")
     ok = sum(r.ok for r in results)
     lines = [
         BEGIN,
@@ -94,16 +103,18 @@ def table(results: list[drills.Result], started: float, loadgen: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        start = datetime.fromtimestamp(r.fault_start, timezone.utc).strftime("%H:%M:%S") if r.fault_start else "—"
+        start = datetime.fromtimestamp(r.fault_start, UTC).strftime("%H:%M:%S") if r.fault_start else "—"
         verdict = ("yes" if r.within_budget else "**no**") + f" (< {r.budget:.0f} s)"
         if r.within_budget and not r.ok:
             verdict += ", but see below"
-        lines.append(f"| {r.incident} | {r.alert} ({r.severity}, {r.rule_for or '?'}) | {start} "
-                     f"| {cell(r.firing_after)} | {sink_cell(r, 'email')} | {sink_cell(r, 'slack')} "
-                     f"| {cell(r.resolved_after)} | {verdict} |")
+        lines.append(
+            f"| {r.incident} | {r.alert} ({r.severity}, {r.rule_for or '?'}) | {start} "
+            f"| {cell(r.firing_after)} | {sink_cell(r, 'email')} | {sink_cell(r, 'slack')} "
+            f"| {cell(r.resolved_after)} | {verdict} |"
+        )
     lines += [
         "",
-        "Firing, e-mail and Slack times count from the start of the fault; \"resolved after\" counts from its "
+        'Firing, e-mail and Slack times count from the start of the fault; "resolved after" counts from its '
         "removal (for service-killed: from the restart by supervisord) to the last RESOLVED notification. E-mail "
         "times are the Maildir file's mtime; Prometheus and Slack times were observed by polling every second.",
         "",
@@ -145,8 +156,9 @@ def loadgen_state(stack: drills.Stack) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="drill.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="drill.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", help="comma-separated incidents (default: all, in the drill order)")
     parser.add_argument("--report", type=Path, default=REPORT, help=f"report to update (default {REPORT})")
     parser.add_argument("--no-report", action="store_true", help="do not touch the report")
@@ -157,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in names if n not in drills.INCIDENTS]
         if unknown or not names:
-            parser.error(f"unknown incident(s) {', '.join(unknown) or '(none given)'}; "
-                         f"one of: {', '.join(drills.INCIDENTS)}")
+            parser.error(
+                f"unknown incident(s) {', '.join(unknown) or '(none given)'}; one of: {', '.join(drills.INCIDENTS)}"
+            )
         names = [n for n in ORDER if n in names]
     try:
         stack = drills.Stack.from_env()
@@ -207,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.report, table(ordered, started, background_text))
         print(f"drill table written to {args.report}")
     failed = [r.incident for r in ordered if not r.ok]
-    print(f"{len(ordered) - len(failed)} of {len(ordered)} drills met their contract"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(ordered) - len(failed)} of {len(ordered)} drills met their contract"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -44,9 +44,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 PORTS_ENV = REPO / "deploy" / "local" / "ports.env"
@@ -110,35 +110,108 @@ class Incident:
 # Targets are chosen so one incident does not cascade into another's alert: slow-api hits order (nothing but the
 # gateway calls it; a slow user service would time out order's user checks and turn into 5xx), 5xx-burst hits user,
 # the kill and the stop hit different services so two drills in a row never add up to ServiceFlapping.
-INCIDENTS: dict[str, Incident] = {i.name: i for i in [
-    Incident("slow-api", "API too slow: every order request delayed by 1.2 s", "ApiLatencyHigh", "critical", "order",
-             "fault", {"latency_ms": 1200}, traffic=4.0,
-             signal='service:http_server_request_duration_seconds:p95_rate1m{service="order"}', threshold="1 (s)"),
-    Incident("5xx-burst", "30 % of user requests answered 500", "ApiErrorRateHigh", "critical", "user", "fault",
-             {"error_ratio": 0.3}, traffic=4.0,
-             signal='service:http_server_requests_5xx:ratio_rate1m{service="user"}', threshold="0.05"),
-    Incident("memory-leak", "user service holds 600 MiB more (resident)", "ProcessMemoryHigh", "critical", "user",
-             "fault", {"memory_mb": 600},
-             signal='process_resident_memory_bytes{job="user"} / 2^20', threshold="500 (MiB)"),
-    # Eight threads (the switch's maximum), as a runaway thread pool would: the alert wants 0.8 core for the process,
-    # and on a host busy with other work the scheduler shares the cores per thread. Measured here on 2 cores at a
-    # load average of 5-12: 2 threads peaked at 0.4 core, 4 threads at 0.81 core (never 30 s above 0.8).
-    Incident("cpu-burn", "eight threads spinning in the order service", "ProcessCpuHigh", "critical", "order", "fault",
-             {"cpu_threads": 8}, signal='service:process_cpu_seconds:rate1m{service="order"}', threshold="0.8 (cores)"),
-    Incident("database-down", "PostgreSQL stopped", "DatabaseDown", "critical", "postgres", "stop",
-             program="postgres", hard=True, resolve_timeout=120.0),
-    # 600 ms: over the alert's 500 ms, under the 1 s of ApiLatencyHigh; 1 req/s so the slow statements (the platform's
-    # own traffic included) keep well under the pool's 8 connections.
-    Incident("slow-queries", "every user request runs a 600 ms query", "DatabaseSlowQueries", "critical", "user",
-             "fault", {"slow_query_ms": 600}, traffic=1.0,
-             signal='service_query:db_query_duration_seconds:p95_rate1m{service="user",query="fault_slow_query"}',
-             threshold="0.5 (s)"),
-    # ServiceRestarted looks at process_start_time_seconds over 5 minutes: it resolves 5 minutes after the restart.
-    Incident("service-killed", "order service killed with SIGKILL (supervisord restarts it)", "ServiceRestarted",
-             "critical", "order", "kill", program="order", hard=True, resolve_timeout=420.0),
-    Incident("service-down", "user service stopped for good (until the drill starts it again)", "ServiceDown",
-             "critical", "user", "stop", program="user", hard=True, resolve_timeout=120.0),
-]}
+INCIDENTS: dict[str, Incident] = {
+    i.name: i
+    for i in [
+        Incident(
+            "slow-api",
+            "API too slow: every order request delayed by 1.2 s",
+            "ApiLatencyHigh",
+            "critical",
+            "order",
+            "fault",
+            {"latency_ms": 1200},
+            traffic=4.0,
+            signal='service:http_server_request_duration_seconds:p95_rate1m{service="order"}',
+            threshold="1 (s)",
+        ),
+        Incident(
+            "5xx-burst",
+            "30 % of user requests answered 500",
+            "ApiErrorRateHigh",
+            "critical",
+            "user",
+            "fault",
+            {"error_ratio": 0.3},
+            traffic=4.0,
+            signal='service:http_server_requests_5xx:ratio_rate1m{service="user"}',
+            threshold="0.05",
+        ),
+        Incident(
+            "memory-leak",
+            "user service holds 600 MiB more (resident)",
+            "ProcessMemoryHigh",
+            "critical",
+            "user",
+            "fault",
+            {"memory_mb": 600},
+            signal='process_resident_memory_bytes{job="user"} / 2^20',
+            threshold="500 (MiB)",
+        ),
+        # Eight threads (the switch's maximum), as a runaway thread pool would: the alert wants 0.8 core for the
+        # process, and on a host busy with other work the scheduler shares the cores per thread. Measured here on 2
+        # cores at a load average of 5-12: 2 threads peaked at 0.4 core, 4 threads at 0.81 core (never 30 s above 0.8).
+        Incident(
+            "cpu-burn",
+            "eight threads spinning in the order service",
+            "ProcessCpuHigh",
+            "critical",
+            "order",
+            "fault",
+            {"cpu_threads": 8},
+            signal='service:process_cpu_seconds:rate1m{service="order"}',
+            threshold="0.8 (cores)",
+        ),
+        Incident(
+            "database-down",
+            "PostgreSQL stopped",
+            "DatabaseDown",
+            "critical",
+            "postgres",
+            "stop",
+            program="postgres",
+            hard=True,
+            resolve_timeout=120.0,
+        ),
+        # 600 ms: over the alert's 500 ms, under the 1 s of ApiLatencyHigh; 1 req/s so the slow statements (the
+        # platform's own traffic included) keep well under the pool's 8 connections.
+        Incident(
+            "slow-queries",
+            "every user request runs a 600 ms query",
+            "DatabaseSlowQueries",
+            "critical",
+            "user",
+            "fault",
+            {"slow_query_ms": 600},
+            traffic=1.0,
+            signal='service_query:db_query_duration_seconds:p95_rate1m{service="user",query="fault_slow_query"}',
+            threshold="0.5 (s)",
+        ),
+        # ServiceRestarted looks at process_start_time_seconds over 5 minutes: it resolves 5 minutes after the restart.
+        Incident(
+            "service-killed",
+            "order service killed with SIGKILL (supervisord restarts it)",
+            "ServiceRestarted",
+            "critical",
+            "order",
+            "kill",
+            program="order",
+            hard=True,
+            resolve_timeout=420.0,
+        ),
+        Incident(
+            "service-down",
+            "user service stopped for good (until the drill starts it again)",
+            "ServiceDown",
+            "critical",
+            "user",
+            "stop",
+            program="user",
+            hard=True,
+            resolve_timeout=120.0,
+        ),
+    ]
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,7 +236,7 @@ class Stack:
     ports: dict[str, int]
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Stack":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Stack:
         environ = dict(os.environ) if environ is None else environ
         ports = {}
         for name, default in read_port_defaults().items():
@@ -201,8 +274,14 @@ class Stack:
 
     def supervisorctl(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         conf = self.state / "supervisor" / "supervisord.conf"
-        return subprocess.run(["supervisorctl", "-c", str(conf), *args], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            ["supervisorctl", "-c", str(conf), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
     def program_state(self, program: str) -> tuple[str, int | None]:
         """("RUNNING", pid) etc., from `supervisorctl status PROGRAM`."""
@@ -215,8 +294,9 @@ class Stack:
 
 def http_json(method: str, url: str, body: object = None, timeout: float = 5.0) -> tuple[int, object]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data is not None else {})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"} if data is not None else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -353,7 +433,9 @@ def silences_alert(silence: dict, labels: dict[str, str]) -> bool:
     """True when every matcher of the silence matches these labels (equality and regex matchers, negated or not)."""
     for matcher in silence.get("matchers", []):
         value = labels.get(matcher["name"], "")
-        hit = (re.fullmatch(matcher["value"], value) is not None) if matcher.get("isRegex") else value == matcher["value"]
+        hit = (
+            (re.fullmatch(matcher["value"], value) is not None) if matcher.get("isRegex") else value == matcher["value"]
+        )
         if hit == (not matcher.get("isEqual", True)):
             return False
     return True
@@ -423,8 +505,11 @@ class Result:
 
     @property
     def within_budget(self) -> bool:
-        return all(sink in self.notified and self.notified[sink] - self.fault_start <= self.budget
-                   for sink in self.sinks) if self.fault_start is not None else False
+        return (
+            all(sink in self.notified and self.notified[sink] - self.fault_start <= self.budget for sink in self.sinks)
+            if self.fault_start is not None
+            else False
+        )
 
     @property
     def ok(self) -> bool:
@@ -435,23 +520,33 @@ class Result:
             return None if value is None else iso(value)
 
         return {
-            "incident": self.incident, "alert": self.alert, "service": self.service, "severity": self.severity,
-            "expected_sinks": list(self.sinks), "budget_seconds": self.budget, "rule_for": self.rule_for,
-            "fault": self.fault, "fault_start": stamp(self.fault_start),
+            "incident": self.incident,
+            "alert": self.alert,
+            "service": self.service,
+            "severity": self.severity,
+            "expected_sinks": list(self.sinks),
+            "budget_seconds": self.budget,
+            "rule_for": self.rule_for,
+            "fault": self.fault,
+            "fault_start": stamp(self.fault_start),
             "firing_after_seconds": self.firing_after,
             "notified_after_seconds": {s: self.notified_after(s) for s in SINK_NAMES if s in self.notified},
             "recovered_after_seconds": self.after(self.recovered),
             "service_back_after_seconds": self.after(self.restarted),
             "resolved_in_prometheus_after_recovery_seconds": self.after(self.resolved, self.recovered),
-            "resolved_notified_after_recovery_seconds": {s: self.after(t, self.recovered)
-                                                         for s, t in sorted(self.resolved_notified.items())},
-            "signal_peak": self.peak, "within_budget": self.within_budget, "other_alerts": self.other_alerts,
-            "failures": self.failures, "ok": self.ok,
+            "resolved_notified_after_recovery_seconds": {
+                s: self.after(t, self.recovered) for s, t in sorted(self.resolved_notified.items())
+            },
+            "signal_peak": self.peak,
+            "within_budget": self.within_budget,
+            "other_alerts": self.other_alerts,
+            "failures": self.failures,
+            "ok": self.ok,
         }
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-5] + "Z"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-5] + "Z"
 
 
 def load_loadgen():
@@ -471,8 +566,16 @@ class Drill:
     stays for its 5 minute window) with the next drills: resolve_in_background() then join_background().
     """
 
-    def __init__(self, stack: Stack, incident: Incident, *, traffic_rate: float | None = None, poll: float = 1.0,
-                 settle_timeout: float = 360.0, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        incident: Incident,
+        *,
+        traffic_rate: float | None = None,
+        poll: float = 1.0,
+        settle_timeout: float = 360.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.stack = stack
         self.incident = incident
         self.traffic_rate = incident.traffic if traffic_rate is None else traffic_rate
@@ -480,8 +583,15 @@ class Drill:
         self.settle_timeout = settle_timeout
         self._log_fn = log or (lambda line: print(line, flush=True))
         self.sinks = Sinks(stack)
-        self.result = Result(incident.name, incident.alert, incident.service, incident.severity, incident.sinks,
-                             incident.budget, fault=incident.describe_fault())
+        self.result = Result(
+            incident.name,
+            incident.alert,
+            incident.service,
+            incident.severity,
+            incident.sinks,
+            incident.budget,
+            fault=incident.describe_fault(),
+        )
         self._active_before: set[str] = set()
         # Other alerts are recorded while this drill is the one running; not while its resolution is watched in the
         # background, when they belong to the next drills.
@@ -510,31 +620,41 @@ class Drill:
     def prepare(self) -> None:
         """Checks the stack and the rule, waits until the alert is quiet, remembers what the sinks hold."""
         incident, stack = self.incident, self.stack
-        for name, url in (("Prometheus", stack.prometheus + "/-/ready"),
-                          ("Alertmanager", stack.alertmanager + "/-/ready")):
+        for name, url in (
+            ("Prometheus", stack.prometheus + "/-/ready"),
+            ("Alertmanager", stack.alertmanager + "/-/ready"),
+        ):
             if not http_ok(url):
                 raise DrillError(f"{name} does not answer at {url}: is the stack up (make up)?")
         state, _ = stack.program_state(incident.program or incident.service)
         if state != "RUNNING":
-            raise DrillError(f"{incident.program or incident.service} is {state} under supervisord "
-                             f"({stack.state}/supervisor): start the stack first (make up)")
+            raise DrillError(
+                f"{incident.program or incident.service} is {state} under supervisord "
+                f"({stack.state}/supervisor): start the stack first (make up)"
+            )
         rule = alert_rule(stack, incident.alert)
         if rule is None:
             raise DrillError(f"no alert rule {incident.alert} loaded in Prometheus")
         severity = rule.get("labels", {}).get("severity")
         if severity != incident.severity:
-            raise DrillError(f"{incident.alert} has severity {severity!r} in the rules, the drill expects "
-                             f"{incident.severity!r}: one of them is wrong")
+            raise DrillError(
+                f"{incident.alert} has severity {severity!r} in the rules, the drill expects "
+                f"{incident.severity!r}: one of them is wrong"
+            )
         self.result.rule_for = f"{rule.get('duration', 0)}s"
         if incident.action == "fault":
             status, body = http_json("GET", stack.admin(incident.service, "/admin/faults"))
             if status != 200 or not isinstance(body, dict) or not body.get("enabled"):
-                raise DrillError(f"fault switches are off on {incident.service} ({status} {body}): the service "
-                                 "must run with FAULTS_ENABLED=true (deploy/local does)")
+                raise DrillError(
+                    f"fault switches are off on {incident.service} ({status} {body}): the service "
+                    "must run with FAULTS_ENABLED=true (deploy/local does)"
+                )
             on = {k: v for k, v in body.items() if k != "enabled" and v}
             if on:
-                raise DrillError(f"a fault is already on in {incident.service}: {on}; clear it first: "
-                                 f"curl -X DELETE {stack.admin(incident.service, '/admin/faults')}")
+                raise DrillError(
+                    f"a fault is already on in {incident.service}: {on}; clear it first: "
+                    f"curl -X DELETE {stack.admin(incident.service, '/admin/faults')}"
+                )
         if incident.action in ("stop", "kill") and incident.service != "postgres":
             if not http_ok(stack.admin(incident.service, "/readyz")):
                 raise DrillError(f"{incident.service} is not ready ({stack.admin(incident.service, '/readyz')})")
@@ -550,36 +670,54 @@ class Drill:
         while True:
             alerts = prometheus_alerts(self.stack)
             mine = [a for a in alerts if self._matches(a)]
-            blocking = [a for a in alerts if a["labels"].get("alertname") == "ServiceFlapping"
-                        and a["labels"].get("service") == self.incident.service and a.get("state") == "firing"]
+            blocking = [
+                a
+                for a in alerts
+                if a["labels"].get("alertname") == "ServiceFlapping"
+                and a["labels"].get("service") == self.incident.service
+                and a.get("state") == "firing"
+            ]
             if blocking and self.incident.alert == "ServiceRestarted":
-                raise DrillError(f"ServiceFlapping is firing for {self.incident.service} and inhibits "
-                                 "ServiceRestarted; wait until it clears (15 minute window)")
+                raise DrillError(
+                    f"ServiceFlapping is firing for {self.incident.service} and inhibits "
+                    "ServiceRestarted; wait until it clears (15 minute window)"
+                )
             if not mine:
                 return
             if time.monotonic() >= deadline:
-                raise DrillError(f"{self.incident.alert} for {self.incident.service} is still "
-                                 f"{mine[0].get('state')} after {self.settle_timeout:.0f} s: cannot time a new one")
+                raise DrillError(
+                    f"{self.incident.alert} for {self.incident.service} is still "
+                    f"{mine[0].get('state')} after {self.settle_timeout:.0f} s: cannot time a new one"
+                )
             if not said:
-                self.log(f"waiting for the current {self.incident.alert}/{self.incident.service} "
-                         f"({mine[0].get('state')}) to clear first")
+                self.log(
+                    f"waiting for the current {self.incident.alert}/{self.incident.service} "
+                    f"({mine[0].get('state')}) to clear first"
+                )
                 said = True
             time.sleep(2)
 
     def _wait_for_silences(self, deadline: float) -> None:
         """A silence over this alert (say, vigie-local's after a planned restart) would keep its notifications from
         the sinks: the drill waits until it expires rather than time a notification that cannot come."""
-        labels = {"alertname": self.incident.alert, "service": self.incident.service,
-                  "severity": self.incident.severity}
+        labels = {
+            "alertname": self.incident.alert,
+            "service": self.incident.service,
+            "severity": self.incident.severity,
+        }
         said = False
         while covering := [s for s in active_silences(self.stack) if silences_alert(s, labels)]:
             ends = max(s["endsAt"] for s in covering)
             if time.monotonic() >= deadline:
-                raise DrillError(f"a silence covers {self.incident.alert}/{self.incident.service} until {ends} "
-                                 f"({covering[0].get('comment', '')!r}): run the drill after it ends")
+                raise DrillError(
+                    f"a silence covers {self.incident.alert}/{self.incident.service} until {ends} "
+                    f"({covering[0].get('comment', '')!r}): run the drill after it ends"
+                )
             if not said:
-                self.log(f"a silence covers {self.incident.alert}/{self.incident.service} until {ends} "
-                         f"({covering[0].get('comment', '')!r}); waiting for it to end")
+                self.log(
+                    f"a silence covers {self.incident.alert}/{self.incident.service} until {ends} "
+                    f"({covering[0].get('comment', '')!r}); waiting for it to end"
+                )
                 said = True
             time.sleep(5)
 
@@ -616,16 +754,25 @@ class Drill:
 
     def _start_traffic(self) -> None:
         loadgen = load_loadgen()
-        config = loadgen.Config(gateway=loadgen.parse_endpoint(self.stack.api("gateway")),
-                                user=loadgen.parse_endpoint(self.stack.api("user")),
-                                order=loadgen.parse_endpoint(self.stack.api("order")),
-                                route="direct", rate=self.traffic_rate, only=self.incident.service,
-                                concurrency=16, timeout=10.0, report_every=0, quiet=True)
+        config = loadgen.Config(
+            gateway=loadgen.parse_endpoint(self.stack.api("gateway")),
+            user=loadgen.parse_endpoint(self.stack.api("user")),
+            order=loadgen.parse_endpoint(self.stack.api("order")),
+            route="direct",
+            rate=self.traffic_rate,
+            only=self.incident.service,
+            concurrency=16,
+            timeout=10.0,
+            report_every=0,
+            quiet=True,
+        )
         self._traffic = loadgen.LoadGenerator(config, log=lambda line: self.log(line))
         self._traffic_thread = threading.Thread(target=self._traffic.run, name="drill-traffic", daemon=True)
         self._traffic_thread.start()
-        self.log(f"driving {self.traffic_rate} req/s of {self.incident.service} traffic straight to "
-                 f"{self.stack.api(self.incident.service)}")
+        self.log(
+            f"driving {self.traffic_rate} req/s of {self.incident.service} traffic straight to "
+            f"{self.stack.api(self.incident.service)}"
+        )
 
     def _stop_traffic(self) -> None:
         if self._traffic is not None and self._traffic_thread is not None:
@@ -652,8 +799,13 @@ class Drill:
                 self.log(f"{r.alert}/{r.service} resolved in Prometheus")
             for a in alerts:
                 k = key(a)
-                if self._record_others and a.get("state") == "firing" and not self._matches(a) \
-                        and k not in self._active_before and k not in r.other_alerts:
+                if (
+                    self._record_others
+                    and a.get("state") == "firing"
+                    and not self._matches(a)
+                    and k not in self._active_before
+                    and k not in r.other_alerts
+                ):
                     r.other_alerts.append(k)
                     self.log(f"(also firing: {k})")
         for n in self.sinks.poll():
@@ -693,9 +845,14 @@ class Drill:
         self._wait(lambda: r.fired is not None and all(s in r.notified for s in r.sinks), limit)
         self._record_peak()
         if r.fired is None:
-            self.fail(f"{r.alert}/{r.service} did not fire in Prometheus within {limit:.0f} s"
-                      + (f" (peak of {self.incident.signal}: {r.peak:.3g}, threshold {self.incident.threshold})"
-                         if r.peak is not None else ""))
+            self.fail(
+                f"{r.alert}/{r.service} did not fire in Prometheus within {limit:.0f} s"
+                + (
+                    f" (peak of {self.incident.signal}: {r.peak:.3g}, threshold {self.incident.threshold})"
+                    if r.peak is not None
+                    else ""
+                )
+            )
         for sink in r.sinks:
             after = r.notified_after(sink)
             if after is None:
@@ -761,14 +918,15 @@ class Drill:
         r = self.result
         if r.fired is None:
             return  # nothing to resolve; the failure is already recorded
-        self._wait(lambda: r.resolved is not None and all(s in r.resolved_notified for s in r.sinks),
-                   self.incident.resolve_timeout)
+        self._wait(
+            lambda: r.resolved is not None and all(s in r.resolved_notified for s in r.sinks),
+            self.incident.resolve_timeout,
+        )
         if r.resolved is None:
             self.fail(f"{r.alert}/{r.service} still active {self.incident.resolve_timeout:.0f} s after recovery")
         for sink in r.sinks:
             if sink not in r.resolved_notified:
-                self.fail(f"no RESOLVED {sink} notification within {self.incident.resolve_timeout:.0f} s of "
-                          "recovery")
+                self.fail(f"no RESOLVED {sink} notification within {self.incident.resolve_timeout:.0f} s of recovery")
 
     def finish(self) -> Result:
         """Always called: removes the fault if it is still on, stops the drill's traffic."""
@@ -849,21 +1007,27 @@ def seconds(value: float | None) -> str:
 
 def describe(result: Result) -> str:
     r = result
-    lines = [f"{r.incident}: {r.alert} ({r.severity}, service {r.service}, rule for: {r.rule_for or '?'}, "
-             f"budget {r.budget:.0f} s)",
-             f"  fault            {r.fault}",
-             f"  fault start      {iso(r.fault_start) if r.fault_start else '—'}",
-             f"  firing after     {seconds(r.firing_after)}"]
+    lines = [
+        f"{r.incident}: {r.alert} ({r.severity}, service {r.service}, rule for: {r.rule_for or '?'}, "
+        f"budget {r.budget:.0f} s)",
+        f"  fault            {r.fault}",
+        f"  fault start      {iso(r.fault_start) if r.fault_start else '—'}",
+        f"  firing after     {seconds(r.firing_after)}",
+    ]
     for sink in SINK_NAMES:
         if sink in r.sinks:
             lines.append(f"  {sink + ' after':<16} {seconds(r.notified_after(sink))}")
         else:
             got = r.notified_after(sink)
-            lines.append(f"  {sink + ' after':<16} not expected ({r.severity})"
-                         + (f" — but one came after {got} s" if got is not None else ", none came"))
+            lines.append(
+                f"  {sink + ' after':<16} not expected ({r.severity})"
+                + (f" — but one came after {got} s" if got is not None else ", none came")
+            )
     lines.append(f"  recovered after  {seconds(r.after(r.recovered))} (fault removed / service restarted)")
-    lines.append(f"  resolved         Prometheus {seconds(r.after(r.resolved, r.recovered))}, notified "
-                 f"{seconds(r.resolved_after)} after recovery")
+    lines.append(
+        f"  resolved         Prometheus {seconds(r.after(r.resolved, r.recovered))}, notified "
+        f"{seconds(r.resolved_after)} after recovery"
+    )
     if r.peak is not None:
         lines.append(f"  signal peak      {r.peak:.3g} (alert threshold {INCIDENTS[r.incident].threshold})")
     lines.append(f"  within budget    {'yes' if r.within_budget else 'NO'}")
@@ -876,8 +1040,10 @@ def describe(result: Result) -> str:
 def list_incidents() -> str:
     lines = [f"{'incident':<15} {'alert':<20} {'severity':<9} {'sinks':<12} {'budget':>6}  fault"]
     for i in INCIDENTS.values():
-        lines.append(f"{i.name:<15} {i.alert:<20} {i.severity:<9} {'+'.join(i.sinks):<12} {i.budget:>5.0f}s  "
-                     f"{i.describe_fault()}")
+        lines.append(
+            f"{i.name:<15} {i.alert:<20} {i.severity:<9} {'+'.join(i.sinks):<12} {i.budget:>5.0f}s  "
+            f"{i.describe_fault()}"
+        )
     return "\n".join(lines)
 
 
@@ -886,14 +1052,23 @@ def main(argv: list[str] | None = None) -> int:
         prog="incident.py",
         description="Inject one real incident into the running Vigie stack and time its alert and notifications.",
         epilog="Incidents:\n" + list_incidents() + "\n\nThe stack: VIGIE_STATE_DIR and VIGIE_*_PORT, as for "
-        "deploy/local/vigie-local.", formatter_class=argparse.RawDescriptionHelpFormatter)
+        "deploy/local/vigie-local.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("name", nargs="?", metavar="NAME", help="the incident (see below)")
     parser.add_argument("--list", action="store_true", help="list the incidents and exit")
-    parser.add_argument("--traffic-rate", type=float,
-                        help="req/s the drill sends to the faulted service, for the incidents that need traffic "
-                        "(default: the incident's, 1-4; 0: none, rely on the platform's load generator)")
-    parser.add_argument("--settle-timeout", type=float, default=360.0,
-                        help="seconds to wait for the same alert to clear before injecting (default 360)")
+    parser.add_argument(
+        "--traffic-rate",
+        type=float,
+        help="req/s the drill sends to the faulted service, for the incidents that need traffic "
+        "(default: the incident's, 1-4; 0: none, rely on the platform's load generator)",
+    )
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=360.0,
+        help="seconds to wait for the same alert to clear before injecting (default 360)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
     args = parser.parse_args(argv)
     if args.list:

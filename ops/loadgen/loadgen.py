@@ -39,8 +39,8 @@ import time
 import urllib.parse
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 DEFAULT_PORTS = {"VIGIE_GATEWAY_PORT": 8080, "VIGIE_USER_PORT": 8081, "VIGIE_ORDER_PORT": 8082}
 # Tokens live 15 minutes (JWT_TTL); log in again well before they expire.
@@ -88,8 +88,10 @@ def parse_endpoint(value: str) -> Endpoint:
     except socket.gaierror as e:
         raise UsageError(f"cannot resolve {split.hostname!r}: {e}") from None
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise UsageError(f"{value} is not a loopback address ({', '.join(sorted(addresses))}): "
-                         "the load generator only targets this machine")
+        raise UsageError(
+            f"{value} is not a loopback address ({', '.join(sorted(addresses))}): "
+            "the load generator only targets this machine"
+        )
     return Endpoint(split.hostname, port)
 
 
@@ -120,24 +122,39 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Config
         prog="loadgen.py",
         description="Realistic mixed traffic against Vigie's local platform (loopback only).",
         epilog="Default URLs come from VIGIE_GATEWAY_PORT, VIGIE_USER_PORT and VIGIE_ORDER_PORT "
-        "(deploy/local/ports.env).")
+        "(deploy/local/ports.env).",
+    )
     parser.add_argument("--gateway", default=default_url("VIGIE_GATEWAY_PORT", environ), help="gateway URL")
     parser.add_argument("--user", default=default_url("VIGIE_USER_PORT", environ), help="user service URL")
     parser.add_argument("--order", default=default_url("VIGIE_ORDER_PORT", environ), help="order service URL")
-    parser.add_argument("--route", choices=["auto", "gateway", "direct"], default="auto",
-                        help="through the gateway, straight to the services, or the gateway when it is up (default)")
+    parser.add_argument(
+        "--route",
+        choices=["auto", "gateway", "direct"],
+        default="auto",
+        help="through the gateway, straight to the services, or the gateway when it is up (default)",
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10, at most 500)")
-    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until "
-                        "SIGTERM/SIGINT, the default)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds (0: run until SIGTERM/SIGINT, the default)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight at most (default 16)")
-    parser.add_argument("--only", choices=["user", "order"], help="only this service's routes (and the logins "
-                        "they need)")
+    parser.add_argument(
+        "--only", choices=["user", "order"], help="only this service's routes (and the logins they need)"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each request in seconds")
     parser.add_argument("--seed", type=int, help="random seed, for a reproducible mix")
-    parser.add_argument("--report-every", type=float, default=60.0, help="print a one-line progress report every "
-                        "this many seconds (0: never)")
-    parser.add_argument("--summary-file", type=Path, help="also write the summary there as JSON (on every report "
-                        "and at the end)")
+    parser.add_argument(
+        "--report-every",
+        type=float,
+        default=60.0,
+        help="print a one-line progress report every this many seconds (0: never)",
+    )
+    parser.add_argument(
+        "--summary-file", type=Path, help="also write the summary there as JSON (on every report and at the end)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
     args = parser.parse_args(argv)
     try:
@@ -151,10 +168,21 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Config
             raise UsageError(f"--timeout must be in (0, 120], got {args.timeout}")
         if args.report_every < 0:
             raise UsageError(f"--report-every must be >= 0, got {args.report_every}")
-        return Config(gateway=parse_endpoint(args.gateway), user=parse_endpoint(args.user),
-                      order=parse_endpoint(args.order), route=args.route, rate=args.rate, duration=args.duration,
-                      concurrency=args.concurrency, only=args.only, timeout=args.timeout, seed=args.seed,
-                      report_every=args.report_every, summary_file=args.summary_file, quiet=args.quiet)
+        return Config(
+            gateway=parse_endpoint(args.gateway),
+            user=parse_endpoint(args.user),
+            order=parse_endpoint(args.order),
+            route=args.route,
+            rate=args.rate,
+            duration=args.duration,
+            concurrency=args.concurrency,
+            only=args.only,
+            timeout=args.timeout,
+            seed=args.seed,
+            report_every=args.report_every,
+            summary_file=args.summary_file,
+            quiet=args.quiet,
+        )
     except UsageError as e:
         parser.error(str(e))  # exits 2 with the usage line
         raise  # unreachable; keeps type checkers quiet
@@ -188,8 +216,15 @@ class Connections:
         self._timeout = timeout
         self._open: dict[Endpoint, http.client.HTTPConnection] = {}
 
-    def request(self, endpoint: Endpoint, method: str, path: str, *, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Reply:
+    def request(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         all_headers = {"Accept": "application/json", "X-Request-Id": f"loadgen-{uuid.uuid4().hex[:16]}"}
         if body is not None:
             all_headers["Content-Type"] = "application/json"
@@ -215,14 +250,18 @@ class Connections:
                 data = response.read()
             except (OSError, http.client.HTTPException) as e:
                 self._drop(endpoint)
-                if attempt == 1 and not fresh and isinstance(e, (http.client.RemoteDisconnected,
-                                                                ConnectionResetError, BrokenPipeError)):
+                if (
+                    attempt == 1
+                    and not fresh
+                    and isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                ):
                     continue
                 return Reply(0, b"", {}, time.monotonic() - started, f"{type(e).__name__}: {e}")
             if response.will_close:
                 self._drop(endpoint)
-            return Reply(response.status, data, {k.lower(): v for k, v in response.getheaders()},
-                         time.monotonic() - started)
+            return Reply(
+                response.status, data, {k.lower(): v for k, v in response.getheaders()}, time.monotonic() - started
+            )
         return Reply(0, b"", {}, time.monotonic() - started, "unreachable")
 
     def _drop(self, endpoint: Endpoint) -> None:
@@ -359,8 +398,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"loadgen: {summary['requests']} requests in {summary['elapsed_seconds']} s "
-             f"({summary['rate']} req/s), by class {summary['by_class']}, skipped ticks {summary['skipped_ticks']}"]
+    lines = [
+        f"loadgen: {summary['requests']} requests in {summary['elapsed_seconds']} s "
+        f"({summary['rate']} req/s), by class {summary['by_class']}, skipped ticks {summary['skipped_ticks']}"
+    ]
     lines.append(f"  {'operation':<22} {'requests':>8}  {'p50 ms':>8} {'p95 ms':>8}  classes")
     for name, op in summary["operations"].items():
         lines.append(f"  {name:<22} {op['requests']:>8}  {op['p50_ms']:>8} {op['p95_ms']:>8}  {op['by_class']}")
@@ -379,14 +420,14 @@ class Operation:
     name: str
     service: str  # whose routes it exercises: user | order
     weight: float
-    run: Callable[["Worker"], None]
+    run: Callable[[Worker], None]
     gateway_only: bool = False
 
 
 class Worker:
     """One thread's view: its connections, its random stream, and the shared world and statistics."""
 
-    def __init__(self, generator: "LoadGenerator", rng: random.Random) -> None:
+    def __init__(self, generator: LoadGenerator, rng: random.Random) -> None:
         self.generator = generator
         self.config = generator.config
         self.world = generator.world
@@ -401,8 +442,18 @@ class Worker:
             return self.config.gateway
         return self.config.user if service == "user" else self.config.order
 
-    def call(self, operation: str, service: str, method: str, path: str, *, payload: object = None,
-             raw: bytes | None = None, token: str | None = None, headers: dict[str, str] | None = None) -> Reply:
+    def call(
+        self,
+        operation: str,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        payload: object = None,
+        raw: bytes | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         body = raw if raw is not None else (None if payload is None else json.dumps(payload).encode())
         all_headers = dict(headers or {})
         if token:
@@ -438,8 +489,9 @@ class Worker:
         email = f"lg-{uuid.uuid4().hex[:16]}@loadgen.example.com"
         password = uuid.uuid4().hex
         name = f"{self.rng.choice(FIRST_NAMES)} {uuid.uuid4().hex[:6]}"
-        reply = self.call("signup", "user", "POST", "/api/v1/users",
-                          payload={"email": email, "password": password, "name": name})
+        reply = self.call(
+            "signup", "user", "POST", "/api/v1/users", payload={"email": email, "password": password, "name": name}
+        )
         user_id = reply.json().get("id") if reply.status == 201 else None
         if not isinstance(user_id, str):
             return None
@@ -449,8 +501,13 @@ class Worker:
         return account
 
     def login(self, account: Account) -> None:
-        reply = self.call("login", "user", "POST", "/api/v1/auth/login",
-                          payload={"email": account.email, "password": account.password})
+        reply = self.call(
+            "login",
+            "user",
+            "POST",
+            "/api/v1/auth/login",
+            payload={"email": account.email, "password": account.password},
+        )
         token = reply.json().get("access_token") if reply.status == 200 else None
         if isinstance(token, str):
             account.token, account.token_at = token, time.monotonic()
@@ -468,8 +525,13 @@ class Worker:
     def op_wrong_password(self) -> None:
         account = self.world.account(self.rng)
         email = account.email if account else "nobody@loadgen.example.com"
-        self.call("login_wrong_password", "user", "POST", "/api/v1/auth/login",
-                  payload={"email": email, "password": "not-the-password"})
+        self.call(
+            "login_wrong_password",
+            "user",
+            "POST",
+            "/api/v1/auth/login",
+            payload={"email": email, "password": "not-the-password"},
+        )
 
     def op_get_self(self) -> None:
         account = self.authenticated()
@@ -481,15 +543,22 @@ class Worker:
         account = self.authenticated()
         if account:
             name = f"{self.rng.choice(FIRST_NAMES)} {uuid.uuid4().hex[:6]}"
-            reply = self.call("update_user", "user", "PATCH", f"/api/v1/users/{account.user_id}",
-                              payload={"name": name}, token=account.token)
+            reply = self.call(
+                "update_user",
+                "user",
+                "PATCH",
+                f"/api/v1/users/{account.user_id}",
+                payload={"name": name},
+                token=account.token,
+            )
             self.after_auth_failure(account, reply)
 
     def op_summary(self) -> None:
         account = self.authenticated()
         if account:
-            reply = self.call("user_summary", "user", "GET", f"/api/v1/users/{account.user_id}/summary",
-                              token=account.token)
+            reply = self.call(
+                "user_summary", "user", "GET", f"/api/v1/users/{account.user_id}/summary", token=account.token
+            )
             self.after_auth_failure(account, reply)
 
     def op_bad_json(self) -> None:
@@ -501,12 +570,25 @@ class Worker:
         account = self.authenticated()
         if not account:
             return
-        items = [{"sku": sku, "quantity": self.rng.randint(1, 4), "unit_price_cents": self.rng.choice(
-            [150, 350, 990, 1250, 4500])} for sku in self.rng.sample(SKUS, self.rng.randint(1, 3))]
+        items = [
+            {
+                "sku": sku,
+                "quantity": self.rng.randint(1, 4),
+                "unit_price_cents": self.rng.choice([150, 350, 990, 1250, 4500]),
+            }
+            for sku in self.rng.sample(SKUS, self.rng.randint(1, 3))
+        ]
         body = json.dumps({"items": items}).encode()
         key = str(uuid.uuid4())
-        reply = self.call("create_order", "order", "POST", "/api/v1/orders", raw=body, token=account.token,
-                          headers={"Idempotency-Key": key})
+        reply = self.call(
+            "create_order",
+            "order",
+            "POST",
+            "/api/v1/orders",
+            raw=body,
+            token=account.token,
+            headers={"Idempotency-Key": key},
+        )
         order_id = reply.json().get("id") if reply.status == 201 else None
         if isinstance(order_id, str):
             self.world.add_order(Order(order_id, account, "pending", key, body))
@@ -515,8 +597,15 @@ class Worker:
     def op_replay_order(self) -> None:
         order = self.world.order(self.rng)
         if order and order.account.token_fresh(time.monotonic()):
-            self.call("replay_order", "order", "POST", "/api/v1/orders", raw=order.body, token=order.account.token,
-                      headers={"Idempotency-Key": order.idempotency_key})
+            self.call(
+                "replay_order",
+                "order",
+                "POST",
+                "/api/v1/orders",
+                raw=order.body,
+                token=order.account.token,
+                headers={"Idempotency-Key": order.idempotency_key},
+            )
         else:
             self.op_create_order()
 
@@ -530,8 +619,13 @@ class Worker:
     def op_list_orders(self) -> None:
         account = self.authenticated()
         if account:
-            reply = self.call("list_orders", "order", "GET", f"/api/v1/orders?limit={self.rng.choice([5, 10, 20])}",
-                              token=account.token)
+            reply = self.call(
+                "list_orders",
+                "order",
+                "GET",
+                f"/api/v1/orders?limit={self.rng.choice([5, 10, 20])}",
+                token=account.token,
+            )
             self.after_auth_failure(account, reply)
 
     def op_change_status(self) -> None:
@@ -544,8 +638,14 @@ class Worker:
             target = "cancelled" if self.rng.random() < 0.15 else "paid"
         else:
             target = "cancelled" if self.rng.random() < 0.1 else "shipped"
-        reply = self.call("change_status", "order", "POST", f"/api/v1/orders/{order.order_id}/status",
-                          payload={"status": target}, token=order.account.token)
+        reply = self.call(
+            "change_status",
+            "order",
+            "POST",
+            f"/api/v1/orders/{order.order_id}/status",
+            payload={"status": target},
+            token=order.account.token,
+        )
         if reply.status == 200:
             order.status = target
         elif reply.status == 409:
@@ -554,8 +654,14 @@ class Worker:
     def op_forbidden_move(self) -> None:
         order = self.world.order(self.rng, "shipped") or self.world.order(self.rng, "cancelled")
         if order and order.account.token_fresh(time.monotonic()):
-            self.call("forbidden_status_move", "order", "POST", f"/api/v1/orders/{order.order_id}/status",
-                      payload={"status": "pending"}, token=order.account.token)
+            self.call(
+                "forbidden_status_move",
+                "order",
+                "POST",
+                f"/api/v1/orders/{order.order_id}/status",
+                payload={"status": "pending"},
+                token=order.account.token,
+            )
         else:
             self.op_change_status()
 
@@ -606,8 +712,9 @@ OPERATIONS = [
 class LoadGenerator:
     """Runs the mix at `config.rate` until `stop` is set or `config.duration` has passed."""
 
-    def __init__(self, config: Config, stop: threading.Event | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: Config, stop: threading.Event | None = None, log: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
         self.stop = stop or threading.Event()
         self.world = World()
@@ -630,28 +737,42 @@ class LoadGenerator:
                 self._gateway_up = accepts_connections(self.config.gateway)
                 if was_up != self._gateway_up and not self.config.quiet:
                     where = "through the gateway" if self._gateway_up else "straight to the services"
-                    self._log(f"loadgen: sending traffic {where} ({self.config.gateway.url} "
-                              f"{'up' if self._gateway_up else 'not accepting connections'})")
+                    self._log(
+                        f"loadgen: sending traffic {where} ({self.config.gateway.url} "
+                        f"{'up' if self._gateway_up else 'not accepting connections'})"
+                    )
             return self._gateway_up
 
     def operations(self) -> tuple[list[Operation], list[float]]:
         gateway = self.config.route == "gateway" or (self.config.route == "auto" and self.via_gateway())
-        chosen = [op for op in OPERATIONS
-                  if (self.config.only is None or op.service == self.config.only) and (gateway or not op.gateway_only)]
+        chosen = [
+            op
+            for op in OPERATIONS
+            if (self.config.only is None or op.service == self.config.only) and (gateway or not op.gateway_only)
+        ]
         return chosen, [op.weight for op in chosen]
 
     def run(self) -> dict:
         config = self.config
         tickets: queue.Queue[Operation | None] = queue.Queue(maxsize=config.concurrency)
         idle = threading.Semaphore(config.concurrency)
-        workers = [threading.Thread(target=self._work, args=(tickets, idle, random.Random(self._rng.random())),
-                                    name=f"loadgen-{i}", daemon=True) for i in range(config.concurrency)]
+        workers = [
+            threading.Thread(
+                target=self._work,
+                args=(tickets, idle, random.Random(self._rng.random())),
+                name=f"loadgen-{i}",
+                daemon=True,
+            )
+            for i in range(config.concurrency)
+        ]
         for thread in workers:
             thread.start()
         if not config.quiet:
-            self._log(f"loadgen: {config.rate} req/s, at most {config.concurrency} in flight, "
-                      f"{'for ' + str(config.duration) + ' s' if config.duration else 'until stopped'}, route "
-                      f"{config.route}{', only ' + config.only if config.only else ''}")
+            self._log(
+                f"loadgen: {config.rate} req/s, at most {config.concurrency} in flight, "
+                f"{'for ' + str(config.duration) + ' s' if config.duration else 'until stopped'}, route "
+                f"{config.route}{', only ' + config.only if config.only else ''}"
+            )
         interval = 1.0 / config.rate
         start = time.monotonic()
         deadline = start + config.duration if config.duration else float("inf")
@@ -687,7 +808,7 @@ class LoadGenerator:
         self._write_summary(summary)
         return summary
 
-    def _work(self, tickets: "queue.Queue[Operation | None]", idle: threading.Semaphore, rng: random.Random) -> None:
+    def _work(self, tickets: queue.Queue[Operation | None], idle: threading.Semaphore, rng: random.Random) -> None:
         worker = Worker(self, rng)
         try:
             while True:
@@ -708,8 +829,10 @@ class LoadGenerator:
         self._write_summary(summary)
         if not self.config.quiet:
             accounts, orders = self.world.counts()
-            self._log(f"loadgen: {summary['requests']} requests ({summary['rate']} req/s) {summary['by_class']}, "
-                      f"skipped {summary['skipped_ticks']}, {accounts} accounts, {orders} orders remembered")
+            self._log(
+                f"loadgen: {summary['requests']} requests ({summary['rate']} req/s) {summary['by_class']}, "
+                f"skipped {summary['skipped_ticks']}, {accounts} accounts, {orders} orders remembered"
+            )
 
     def _write_summary(self, summary: dict) -> None:
         path = self.config.summary_file

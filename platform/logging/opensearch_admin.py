@@ -121,36 +121,65 @@ def non_negative_seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="opensearch_admin.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+        prog="opensearch_admin.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{setup,retention}")
 
     setup = commands.add_parser("setup", help="wait for the cluster, install the vigie-logs index template")
     setup.add_argument("--url", type=parse_url, required=True, help="cluster URL, e.g. http://127.0.0.1:9200")
-    setup.add_argument("--wait", type=non_negative_seconds, default=60.0, metavar="SECONDS",
-                       help="how long to wait for a yellow or green cluster (default: 60)")
-    setup.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="SECONDS",
-                       help="deadline of each HTTP request (default: 10)")
+    setup.add_argument(
+        "--wait",
+        type=non_negative_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a yellow or green cluster (default: 60)",
+    )
+    setup.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of each HTTP request (default: 10)",
+    )
 
     retention = commands.add_parser("retention", help="delete the daily vigie-logs indices older than --days")
     retention.add_argument("--url", type=parse_url, required=True, help="cluster URL, e.g. http://127.0.0.1:9200")
-    retention.add_argument("--days", type=positive_int, required=True,
-                           help="days kept: the index of day X is deleted when X < today - DAYS")
-    retention.add_argument("--today", type=parse_day, metavar="YYYY-MM-DD",
-                           help="the day taken as today (default: the current UTC date, read at every run)")
+    retention.add_argument(
+        "--days",
+        type=positive_int,
+        required=True,
+        help="days kept: the index of day X is deleted when X < today - DAYS",
+    )
+    retention.add_argument(
+        "--today",
+        type=parse_day,
+        metavar="YYYY-MM-DD",
+        help="the day taken as today (default: the current UTC date, read at every run)",
+    )
     retention.add_argument("--dry-run", action="store_true", help="log what would be deleted, delete nothing")
-    retention.add_argument("--every", type=positive_seconds, metavar="SECONDS",
-                           help="run forever, once every SECONDS (default: run once)")
-    retention.add_argument("--metrics-file", type=Path, metavar="PATH",
-                           help="Prometheus textfile to rewrite after every run")
-    retention.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="SECONDS",
-                           help="deadline of each HTTP request (default: 10)")
+    retention.add_argument(
+        "--every", type=positive_seconds, metavar="SECONDS", help="run forever, once every SECONDS (default: run once)"
+    )
+    retention.add_argument(
+        "--metrics-file", type=Path, metavar="PATH", help="Prometheus textfile to rewrite after every run"
+    )
+    retention.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of each HTTP request (default: 10)",
+    )
     return parser
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The cluster's REST API
 # ---------------------------------------------------------------------------------------------------------------
+
 
 class Cluster:
     def __init__(self, url: str, timeout: float):
@@ -165,8 +194,9 @@ class Cluster:
         self.base = urllib.parse.urlunsplit(parts).rstrip("/")
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: object | None = None,
-                ok: tuple[int, ...] = (200,)) -> tuple[int, object]:
+    def request(
+        self, method: str, path: str, body: object | None = None, ok: tuple[int, ...] = (200,)
+    ) -> tuple[int, object]:
         data = None if body is None else json.dumps(body).encode()
         headers = dict(self.headers)
         if data is not None:
@@ -197,7 +227,8 @@ class Cluster:
     def indices(self, pattern: str) -> list[str]:
         """Names of the indices matching pattern, open or closed, hidden or not."""
         _, body = self.request(
-            "GET", f"/_cat/indices/{urllib.parse.quote(pattern)}?format=json&h=index&expand_wildcards=all")
+            "GET", f"/_cat/indices/{urllib.parse.quote(pattern)}?format=json&h=index&expand_wildcards=all"
+        )
         if not isinstance(body, list):
             raise AdminError(f"GET {self.base}/_cat/indices: expected a list, got {body!r}")
         return sorted(str(row["index"]) for row in body)
@@ -212,11 +243,17 @@ class Cluster:
 # Output
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def log(level: str, message: str, **fields: object) -> None:
     """One JSON line on stdout, in the services' ECS shape."""
-    now = dt.datetime.now(dt.timezone.utc)
-    line = {"@timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
-            "log.level": level, "service.name": SERVICE_NAME, "message": message, **fields}
+    now = dt.datetime.now(dt.UTC)
+    line = {
+        "@timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        "log.level": level,
+        "service.name": SERVICE_NAME,
+        "message": message,
+        **fields,
+    }
     print(json.dumps(line, separators=(",", ":")), flush=True)
 
 
@@ -257,19 +294,21 @@ class Metrics:
                 self.runs[result] = int(number)
 
     def render(self) -> str:
-        return "".join([
-            "# HELP vigie_log_retention_last_success_timestamp_seconds"
-            " Unix time of the last retention run that succeeded (0: none yet).\n",
-            "# TYPE vigie_log_retention_last_success_timestamp_seconds gauge\n",
-            f"vigie_log_retention_last_success_timestamp_seconds {self.last_success:.3f}\n",
-            "# HELP vigie_log_retention_deleted_indices_total Log indices deleted by the retention job.\n",
-            "# TYPE vigie_log_retention_deleted_indices_total counter\n",
-            f"vigie_log_retention_deleted_indices_total {self.deleted}\n",
-            "# HELP vigie_log_retention_runs_total Retention runs, by result.\n",
-            "# TYPE vigie_log_retention_runs_total counter\n",
-            f'vigie_log_retention_runs_total{{result="ok"}} {self.runs["ok"]}\n',
-            f'vigie_log_retention_runs_total{{result="error"}} {self.runs["error"]}\n',
-        ])
+        return "".join(
+            [
+                "# HELP vigie_log_retention_last_success_timestamp_seconds"
+                " Unix time of the last retention run that succeeded (0: none yet).\n",
+                "# TYPE vigie_log_retention_last_success_timestamp_seconds gauge\n",
+                f"vigie_log_retention_last_success_timestamp_seconds {self.last_success:.3f}\n",
+                "# HELP vigie_log_retention_deleted_indices_total Log indices deleted by the retention job.\n",
+                "# TYPE vigie_log_retention_deleted_indices_total counter\n",
+                f"vigie_log_retention_deleted_indices_total {self.deleted}\n",
+                "# HELP vigie_log_retention_runs_total Retention runs, by result.\n",
+                "# TYPE vigie_log_retention_runs_total counter\n",
+                f'vigie_log_retention_runs_total{{result="ok"}} {self.runs["ok"]}\n',
+                f'vigie_log_retention_runs_total{{result="error"}} {self.runs["error"]}\n',
+            ]
+        )
 
     def write(self) -> None:
         if self.path is None:
@@ -294,6 +333,7 @@ class Metrics:
 # ---------------------------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def index_day(name: str) -> dt.date | None:
     """The day of a vigie-logs-YYYY.MM.DD index; None for any other name (those are never touched)."""
@@ -330,8 +370,10 @@ def setup(args: argparse.Namespace) -> int:
         except AdminError as e:
             problem = str(e)
         if time.monotonic() >= deadline:
-            print(f"opensearch_admin.py: error: the cluster was not yellow or green within {args.wait:g} s: "
-                  f"{problem}", file=sys.stderr)
+            print(
+                f"opensearch_admin.py: error: the cluster was not yellow or green within {args.wait:g} s: {problem}",
+                file=sys.stderr,
+            )
             return 1
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())) or 0.1)
     try:
@@ -339,43 +381,79 @@ def setup(args: argparse.Namespace) -> int:
     except AdminError as e:
         print(f"opensearch_admin.py: error: installing the index template failed: {e}", file=sys.stderr)
         return 1
-    log("info", "index template installed", **{"event.action": "template-installed", "cluster.health": status,
-                                                "template.name": TEMPLATE_NAME,
-                                                "template.patterns": template.get("index_patterns")})
+    log(
+        "info",
+        "index template installed",
+        **{
+            "event.action": "template-installed",
+            "cluster.health": status,
+            "template.name": TEMPLATE_NAME,
+            "template.patterns": template.get("index_patterns"),
+        },
+    )
     return 0
 
 
 def retention_run(cluster: Cluster, args: argparse.Namespace, metrics: Metrics) -> bool:
-    today = args.today or dt.datetime.now(dt.timezone.utc).date()
+    today = args.today or dt.datetime.now(dt.UTC).date()
     try:
         names = cluster.indices(INDEX_PREFIX + "*")
         doomed = expired(names, today, args.days)
         deleted = 0
         for name, day in doomed:
             if args.dry_run:
-                log("info", "index would be deleted (dry run)", **{
-                    "event.action": "index-delete-dry-run", "index.name": name, "index.day": day.isoformat(),
-                    "retention.days": args.days, "retention.today": today.isoformat()})
+                log(
+                    "info",
+                    "index would be deleted (dry run)",
+                    **{
+                        "event.action": "index-delete-dry-run",
+                        "index.name": name,
+                        "index.day": day.isoformat(),
+                        "retention.days": args.days,
+                        "retention.today": today.isoformat(),
+                    },
+                )
                 continue
             if cluster.delete_index(name):
                 deleted += 1
                 metrics.deleted += 1
-                log("info", "index deleted", **{
-                    "event.action": "index-deleted", "index.name": name, "index.day": day.isoformat(),
-                    "retention.days": args.days, "retention.today": today.isoformat()})
+                log(
+                    "info",
+                    "index deleted",
+                    **{
+                        "event.action": "index-deleted",
+                        "index.name": name,
+                        "index.day": day.isoformat(),
+                        "retention.days": args.days,
+                        "retention.today": today.isoformat(),
+                    },
+                )
             else:
                 log("info", "index already gone", **{"event.action": "index-absent", "index.name": name})
     except AdminError as e:
         metrics.runs["error"] += 1
-        log("error", "retention run failed", **{"event.action": "retention-run", "event.outcome": "failure",
-                                                 "error.message": str(e)})
+        log(
+            "error",
+            "retention run failed",
+            **{"event.action": "retention-run", "event.outcome": "failure", "error.message": str(e)},
+        )
         return False
     metrics.runs["ok"] += 1
     metrics.last_success = time.time()
-    log("info", "retention run done", **{
-        "event.action": "retention-run", "event.outcome": "success", "retention.days": args.days,
-        "retention.today": today.isoformat(), "retention.cutoff": (today - dt.timedelta(days=args.days)).isoformat(),
-        "indices.deleted": deleted, "indices.expired": len(doomed), "dry_run": args.dry_run})
+    log(
+        "info",
+        "retention run done",
+        **{
+            "event.action": "retention-run",
+            "event.outcome": "success",
+            "retention.days": args.days,
+            "retention.today": today.isoformat(),
+            "retention.cutoff": (today - dt.timedelta(days=args.days)).isoformat(),
+            "indices.deleted": deleted,
+            "indices.expired": len(doomed),
+            "dry_run": args.dry_run,
+        },
+    )
     return True
 
 

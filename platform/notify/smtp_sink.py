@@ -49,7 +49,7 @@ class MaildirHandler:
             f"Delivered-To: {', '.join(envelope.rcpt_tos)}\r\n"
             f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
             f"\tby {HOSTNAME} (Vigie SMTP sink); {received}\r\n"
-        ).encode("utf-8")
+        ).encode()
         content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):
             content = content.encode("utf-8")

@@ -97,7 +97,7 @@ def generate_all(sloth: Path) -> dict[str, str]:
     # One Sloth process per definition, side by side: each spends most of its time starting up.
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(specs)) as pool:
         texts = list(pool.map(lambda spec: generate_one(sloth, spec), specs))
-    return {output_name(spec): text for spec, text in zip(specs, texts)}
+    return {output_name(spec): text for spec, text in zip(specs, texts, strict=True)}
 
 
 def check(outputs: dict[str, str], rules_dir: Path) -> list[str]:

@@ -47,8 +47,9 @@ def engine() -> None:
     """A Docker engine for the session: tools/docker.sh starts dockerd when none answers, and the dockerd this
     session started is stopped at its end. Where dockerd cannot run at all, the tests that need it are reported as
     skipped with dockerd's own words, never as passed; everything else in this directory still runs."""
-    running = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                             capture_output=True).returncode == 0
+    running = (
+        subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True).returncode == 0
+    )
     started = subprocess.run([str(ROOT / "tools/docker.sh"), "start"], capture_output=True, text=True, timeout=120)
     if started.returncode != 0:
         pytest.skip(f"not run: the Docker engine could not be started here: {started.stderr.strip()[-1500:]}")
@@ -105,16 +106,30 @@ class Stack:
                 break
             time.sleep(0.5)
         logs = docker("logs", "--tail", "40", self.name(service), check=False)
-        raise AssertionError(f"{service} not healthy within {timeout} s: {json.dumps(state.get('Health'))}\n"
-                             f"{logs.stdout}{logs.stderr}")
+        raise AssertionError(
+            f"{service} not healthy within {timeout} s: {json.dumps(state.get('Health'))}\n{logs.stdout}{logs.stderr}"
+        )
 
 
 def hardened(stack: Stack, service: str) -> list[str]:
     """`docker run` options every service container gets: what a restricted Kubernetes pod would impose."""
-    return ["--name", stack.name(service), "--network", stack.network, "--network-alias", service,
-            "--read-only", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges:true", "--memory", "256m",
-            "-v", f"{stack.keys}:/run/secrets:ro"]
+    return [
+        "--name",
+        stack.name(service),
+        "--network",
+        stack.network,
+        "--network-alias",
+        service,
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges:true",
+        "--memory",
+        "256m",
+        "-v",
+        f"{stack.keys}:/run/secrets:ro",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -122,38 +137,93 @@ def stack(images) -> Stack:
     s = Stack()
     docker("network", "create", s.network)
     subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(s.keys / "jwt-private.pem")], check=True)
-    subprocess.run(["openssl", "pkey", "-in", str(s.keys / "jwt-private.pem"), "-pubout", "-out",
-                    str(s.keys / "jwt-public.pem")], check=True)
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(s.keys / "jwt-private.pem"), "-pubout", "-out", str(s.keys / "jwt-public.pem")],
+        check=True,
+    )
     os.chmod(s.keys, 0o755)
     for key in s.keys.iterdir():
         os.chmod(key, 0o644)  # read by uid 65532 in the containers; a temporary test key
     try:
-        docker("run", "-d", "--name", s.name("postgres"), "--network", s.network, "--network-alias", "postgres",
-               "-e", f"VIGIE_DB_PASSWORD={s.password}", "vigie/postgres-test:15")
+        docker(
+            "run",
+            "-d",
+            "--name",
+            s.name("postgres"),
+            "--network",
+            s.network,
+            "--network-alias",
+            "postgres",
+            "-e",
+            f"VIGIE_DB_PASSWORD={s.password}",
+            "vigie/postgres-test:15",
+        )
         s.containers["postgres"] = s.name("postgres")
         s.wait_healthy("postgres", timeout=90)
         db = {"user": "users", "order": "orders"}
         for service in ("user", "order"):
             url = f"postgresql://{db[service]}_owner:{s.password}@postgres:5432/{db[service]}"
-            result = docker("run", "--rm", "--network", s.network, "--read-only", "--cap-drop", "ALL",
-                            "-e", f"DATABASE_URL={url}", f"vigie/{service}:{VERSION}", "migrate", check=False)
+            result = docker(
+                "run",
+                "--rm",
+                "--network",
+                s.network,
+                "--read-only",
+                "--cap-drop",
+                "ALL",
+                "-e",
+                f"DATABASE_URL={url}",
+                f"vigie/{service}:{VERSION}",
+                "migrate",
+                check=False,
+            )
             assert result.returncode == 0, f"{service} migrate failed:\n{result.stdout}{result.stderr}"
         common = ["-e", "JWT_PUBLIC_KEY_FILE=/run/secrets/jwt-public.pem", "-e", "SHUTDOWN_DELAY=1s"]
-        published = lambda svc: ["-p", f"127.0.0.1::{API_PORTS[svc]}", "-p", f"127.0.0.1::{ADMIN_PORTS[svc]}"]
-        docker("run", "-d", *hardened(s, "user"), *published("user"), *common,
-               "-e", f"DATABASE_URL=postgresql://users_app:{s.password}@postgres:5432/users",
-               "-e", "JWT_PRIVATE_KEY_FILE=/run/secrets/jwt-private.pem", f"vigie/user:{VERSION}")
+
+        def published(svc: str) -> list[str]:
+            return ["-p", f"127.0.0.1::{API_PORTS[svc]}", "-p", f"127.0.0.1::{ADMIN_PORTS[svc]}"]
+
+        docker(
+            "run",
+            "-d",
+            *hardened(s, "user"),
+            *published("user"),
+            *common,
+            "-e",
+            f"DATABASE_URL=postgresql://users_app:{s.password}@postgres:5432/users",
+            "-e",
+            "JWT_PRIVATE_KEY_FILE=/run/secrets/jwt-private.pem",
+            f"vigie/user:{VERSION}",
+        )
         s.containers["user"] = s.name("user")
-        docker("run", "-d", *hardened(s, "order"), *published("order"), *common,
-               "-e", f"DATABASE_URL=postgresql://orders_app:{s.password}@postgres:5432/orders",
-               "-e", "USER_SERVICE_URL=http://user:8081",
-               # the latency switch holds a request in flight while the drain test stops the containers
-               "-e", "FAULTS_ENABLED=true", f"vigie/order:{VERSION}")
+        docker(
+            "run",
+            "-d",
+            *hardened(s, "order"),
+            *published("order"),
+            *common,
+            "-e",
+            f"DATABASE_URL=postgresql://orders_app:{s.password}@postgres:5432/orders",
+            "-e",
+            "USER_SERVICE_URL=http://user:8081",
+            # the latency switch holds a request in flight while the drain test stops the containers
+            "-e",
+            "FAULTS_ENABLED=true",
+            f"vigie/order:{VERSION}",
+        )
         s.containers["order"] = s.name("order")
-        docker("run", "-d", *hardened(s, "gateway"), *published("gateway"), *common,
-               "-e", "USER_SERVICE_URLS=http://user:8081",
-               "-e", "ORDER_SERVICE_URLS=http://order:8082",
-               f"vigie/gateway:{VERSION}")
+        docker(
+            "run",
+            "-d",
+            *hardened(s, "gateway"),
+            *published("gateway"),
+            *common,
+            "-e",
+            "USER_SERVICE_URLS=http://user:8081",
+            "-e",
+            "ORDER_SERVICE_URLS=http://order:8082",
+            f"vigie/gateway:{VERSION}",
+        )
         s.containers["gateway"] = s.name("gateway")
         for service in SERVICES:
             s.wait_healthy(service)

@@ -51,8 +51,12 @@ def test_smoke_through_the_gateway(stack, http):
     r = http.post(f"{gw}/api/v1/auth/login", json={"email": email, "password": "correct horse"}, timeout=10)
     assert r.status_code == 200, r.text
     auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
-    r = http.post(f"{gw}/api/v1/orders", headers={**auth, "Idempotency-Key": "first"}, timeout=10,
-                  json={"items": [{"sku": "BOOK-42", "quantity": 2, "unit_price_cents": 1250}]})
+    r = http.post(
+        f"{gw}/api/v1/orders",
+        headers={**auth, "Idempotency-Key": "first"},
+        timeout=10,
+        json={"items": [{"sku": "BOOK-42", "quantity": 2, "unit_price_cents": 1250}]},
+    )
     assert r.status_code == 201, r.text
     order_id = r.json()["id"]
     r = http.get(f"{gw}/api/v1/users/{user_id}/summary", headers=auth, timeout=10)
@@ -78,11 +82,15 @@ def order_sender(stack: Stack, http, key: str) -> Callable[[], requests.Response
     gw = stack.url("gateway", 8080)
     email = f"drain-{uuid.uuid4().hex[:8]}@example.com"
     http.post(f"{gw}/api/v1/users", json={"email": email, "password": "correct horse", "name": "D"}, timeout=10)
-    token = http.post(f"{gw}/api/v1/auth/login", json={"email": email, "password": "correct horse"},
-                      timeout=10).json()["access_token"]
-    return lambda: requests.post(f"{gw}/api/v1/orders", timeout=30, json={"items": [{"sku": "B-1", "quantity": 1,
-                                 "unit_price_cents": 100}]},
-                                 headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key})
+    token = http.post(f"{gw}/api/v1/auth/login", json={"email": email, "password": "correct horse"}, timeout=10).json()[
+        "access_token"
+    ]
+    return lambda: requests.post(
+        f"{gw}/api/v1/orders",
+        timeout=30,
+        json={"items": [{"sku": "B-1", "quantity": 1, "unit_price_cents": 100}]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+    )
 
 
 def test_sigterm_drains_and_exits_zero(stack, http):

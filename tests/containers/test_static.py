@@ -11,19 +11,39 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SERVICES, VERSION
 
 VENV_BIN = Path(sys.executable).parent
 COMPOSE = ROOT / "deploy/compose/docker-compose.yml"
 DOCKERFILES = [ROOT / "deploy/docker/Dockerfile", ROOT / "tests/containers/postgres/Dockerfile"]
-ENV_NAMES = ["POSTGRES_PASSWORD", "USERS_OWNER_PASSWORD", "USERS_APP_PASSWORD", "ORDERS_OWNER_PASSWORD",
-             "ORDERS_APP_PASSWORD", "MONITOR_PASSWORD", "ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-             "VAULT_DEV_ROOT_TOKEN", "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "LOGSTASH_WRITER_PASSWORD"]
+ENV_NAMES = [
+    "POSTGRES_PASSWORD",
+    "USERS_OWNER_PASSWORD",
+    "USERS_APP_PASSWORD",
+    "ORDERS_OWNER_PASSWORD",
+    "ORDERS_APP_PASSWORD",
+    "MONITOR_PASSWORD",
+    "ADMIN_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "VAULT_DEV_ROOT_TOKEN",
+    "ELASTIC_PASSWORD",
+    "KIBANA_SYSTEM_PASSWORD",
+    "LOGSTASH_WRITER_PASSWORD",
+]
 PROFILES = {
     "core": {"postgres", "user-migrate", "order-migrate", "user", "order", "gateway", "loadgen"},
-    "monitoring": {"config-render", "prometheus", "alertmanager", "grafana", "mailpit", "slack-sink",
-                   "node-exporter", "postgres-exporter", "blackbox-exporter", "jaeger"},
+    "monitoring": {
+        "config-render",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "mailpit",
+        "slack-sink",
+        "node-exporter",
+        "postgres-exporter",
+        "blackbox-exporter",
+        "jaeger",
+    },
     "logging": {"elasticsearch", "elasticsearch-setup", "logstash", "filebeat", "kibana"},
     "tracing": {"jaeger"},
     "secrets": {"vault"},
@@ -77,21 +97,27 @@ def test_services_call_each_other_by_name_within_the_profile(profile):
             if host in {"127.0.0.1", "localhost"} or host in services:  # itself, or a service of the profile
                 continue
             assert not re.fullmatch(r"[\d.]+", host), f"{profile}: {name} {variable}={value} is an address, not a name"
-            assert variable == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" and "prometheus" not in services, \
+            assert variable == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" and "prometheus" not in services, (
                 f"profile {profile}: {name} {variable}={value} names a service this profile does not run"
+            )
 
 
 def test_compose_images_are_pinned_and_limited():
     import yaml
 
-    config = yaml.safe_load(run("docker-compose", "-f", str(COMPOSE), "--profile", "all", "config",
-                                env=compose_env()).stdout)
+    config = yaml.safe_load(
+        run("docker-compose", "-f", str(COMPOSE), "--profile", "all", "config", env=compose_env()).stdout
+    )
     for name, service in config["services"].items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: image {image} is not pinned"
         assert service.get("mem_limit"), f"{name}: no memory limit"
-        if "network_mode" not in service and name not in {"config-render", "user-migrate", "order-migrate",
-                                                          "elasticsearch-setup"}:
+        if "network_mode" not in service and name not in {
+            "config-render",
+            "user-migrate",
+            "order-migrate",
+            "elasticsearch-setup",
+        }:
             # Our images carry their HEALTHCHECK (deploy/docker/Dockerfile); the exporters' images have no shell or
             # HTTP client to probe with, and Prometheus's `up` watches them.
             ours = "build" in service
@@ -100,8 +126,15 @@ def test_compose_images_are_pinned_and_limited():
 
 def test_rendered_monitoring_config_is_valid(tmp_path):
     env = {**os.environ, "VIGIE_SMTP_SINK_PORT": "1025"}
-    result = run(sys.executable, str(ROOT / "deploy/compose/render-config.py"), "--out-dir", str(tmp_path),
-                 "--platform-dir", str(ROOT / "platform"), env=env)
+    result = run(
+        sys.executable,
+        str(ROOT / "deploy/compose/render-config.py"),
+        "--out-dir",
+        str(tmp_path),
+        "--platform-dir",
+        str(ROOT / "platform"),
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     prometheus = (tmp_path / "prometheus.yml").read_text()
     assert "127.0.0.1" not in prometheus and "gateway:9080" in prometheus
@@ -141,9 +174,23 @@ def test_docker_sh_refuses_bad_arguments():
 
 def trivy(*args: str) -> subprocess.CompletedProcess[str]:
     cache = Path(os.environ.get("VIGIE_CACHE", Path.home() / ".cache/vigie")) / "trivy"
-    return run(str(VENV_BIN / "trivy"), "--cache-dir", str(cache), *args, "--skip-db-update",
-               "--skip-check-update", "--scanners", "misconfig,secret", "--severity", "HIGH,CRITICAL",
-               "--exit-code", "1", "--format", "json", "--quiet")
+    return run(
+        str(VENV_BIN / "trivy"),
+        "--cache-dir",
+        str(cache),
+        *args,
+        "--skip-db-update",
+        "--skip-check-update",
+        "--scanners",
+        "misconfig,secret",
+        "--severity",
+        "HIGH,CRITICAL",
+        "--exit-code",
+        "1",
+        "--format",
+        "json",
+        "--quiet",
+    )
 
 
 def findings(report: str) -> list[str]:

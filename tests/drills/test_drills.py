@@ -6,9 +6,10 @@ The tests run in file order:
   1. steady load: 75 s of mixed traffic with NO alert pending, firing or notified, and no 5xx;
   2. drills with ops/incidents/incident.py (the code behind `make incident`): service-killed (its alert,
      ServiceRestarted, only resolves after its 5 minute window, so its resolution is checked at the very end),
-     5xx-burst, slow-api, database-down (last: the 503s of the outage linger in the 1 minute error windows). Each asserts that the expected alert fired, reached exactly the sinks its
-     severity routes to (all four are critical: e-mail and Slack) within its budget (hard failures 30 s,
-     the others 2 minutes), and resolved, with RESOLVED notifications, after the fault was removed.
+     5xx-burst, slow-api, database-down (last: the 503s of the outage linger in the 1 minute error windows).
+     Each asserts that the expected alert fired, reached exactly the sinks its severity routes to (all four are
+     critical: e-mail and Slack) within its budget (hard failures 30 s, the others 2 minutes), and resolved, with
+     RESOLVED notifications, after the fault was removed.
 The stack is torn down (and its state deleted) whatever happens. Takes about 8 minutes.
 """
 
@@ -32,6 +33,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
 from vigie_stack import local_platform_ports  # noqa: E402 - the system tests' helpers, shared
+
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 LOADGEN = REPO / "ops" / "loadgen" / "loadgen.py"
 INCIDENT = REPO / "ops" / "incidents" / "incident.py"
@@ -78,10 +80,17 @@ class Platform:
         self.log: list[str] = []
 
     def vigie_local(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            [str(SCRIPT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
-    def drill(self, name: str) -> "incidents.Drill":
+    def drill(self, name: str) -> incidents.Drill:
         return incidents.Drill(self.stack, incidents.INCIDENTS[name], log=self._log)
 
     def _log(self, line: str) -> None:
@@ -143,14 +152,25 @@ def test_incident_lists_every_incident_with_its_alert():
     result = subprocess.run([sys.executable, str(INCIDENT), "--list"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     for name, incident in incidents.INCIDENTS.items():
-        assert any(line.split()[:3] == [name, incident.alert, incident.severity]
-                   for line in result.stdout.splitlines()), (name, result.stdout)
-    assert set(incidents.INCIDENTS) == {"slow-api", "5xx-burst", "memory-leak", "cpu-burn", "database-down",
-                                        "slow-queries", "service-killed", "service-down"}
+        assert any(
+            line.split()[:3] == [name, incident.alert, incident.severity] for line in result.stdout.splitlines()
+        ), (name, result.stdout)
+    assert set(incidents.INCIDENTS) == {
+        "slow-api",
+        "5xx-burst",
+        "memory-leak",
+        "cpu-burn",
+        "database-down",
+        "slow-queries",
+        "service-killed",
+        "service-down",
+    }
 
 
-@pytest.mark.parametrize("args", [["--rate", "0"], ["--user", "http://192.0.2.1:8081"], ["--concurrency", "0"],
-                                  ["--gateway", "ftp://127.0.0.1:1"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--rate", "0"], ["--user", "http://192.0.2.1:8081"], ["--concurrency", "0"], ["--gateway", "ftp://127.0.0.1:1"]],
+)
 def test_loadgen_refuses_bad_arguments_and_remote_targets(args):
     result = subprocess.run([sys.executable, str(LOADGEN), *args], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, (args, result.stdout, result.stderr)
@@ -158,13 +178,14 @@ def test_loadgen_refuses_bad_arguments_and_remote_targets(args):
 
 
 def test_notification_parsers_read_what_the_alertmanager_templates_write():
-    mail = (b"Subject: [Vigie FIRING:2] ServiceDown on user\r\nTo: oncall@vigie.local\r\n\r\nbody\r\n")
+    mail = b"Subject: [Vigie FIRING:2] ServiceDown on user\r\nTo: oncall@vigie.local\r\n\r\nbody\r\n"
     assert incidents.parse_email(mail, 5.0) == incidents.Notification("email", "firing", "ServiceDown", "user", 5.0)
     resolved = b"Subject: [Vigie RESOLVED] DatabaseDown on postgres\r\n\r\n"
     assert incidents.parse_email(resolved, 1.0).status == "resolved"
     slack = json.dumps({"attachments": [{"title": "[RESOLVED] ApiErrorRateHigh · order"}]})
     assert incidents.parse_slack(slack, 2.0) == [
-        incidents.Notification("slack", "resolved", "ApiErrorRateHigh", "order", 2.0)]
+        incidents.Notification("slack", "resolved", "ApiErrorRateHigh", "order", 2.0)
+    ]
     assert incidents.parse_slack("not json", 2.0) == []
 
 
@@ -192,8 +213,10 @@ def test_steady_load_raises_no_alert(platform):
     stack = platform.stack
     # The load generator started with the stack; wait until Prometheus sees its traffic on both services.
     deadline = time.monotonic() + 90
-    while min(scalar(stack, f'sum(rate(http_server_requests_total{{service="{s}"}}[30s]))')
-              for s in ("user", "order")) <= 0.5:
+    while (
+        min(scalar(stack, f'sum(rate(http_server_requests_total{{service="{s}"}}[30s]))') for s in ("user", "order"))
+        <= 0.5
+    ):
         assert time.monotonic() < deadline, "no load generator traffic reached the services within 90 s"
         time.sleep(3)
     # Prometheus scrapes (and probes) the gateway whether or not it is built; until it is, alerts saying the gateway
@@ -213,38 +236,57 @@ def test_steady_load_raises_no_alert(platform):
             seen.setdefault(incidents.key(alert), f"{alert['state']}: {alert['annotations'].get('summary')}")
         time.sleep(2)
     assert not seen, f"alerts under steady load: {seen}"
+
     def expected(notification) -> bool:
         if notification is not None and host_disk_really_low(notification.alert):
             return True
-        return (notification is not None and notification.alert in GATEWAY_ABSENT_ALERTS
-                and notification.service in absent)
+        return (
+            notification is not None and notification.alert in GATEWAY_ABSENT_ALERTS and notification.service in absent
+        )
 
     mail = [path for sub in ("new", "cur") for path in (stack.maildir / sub).iterdir()]
     unexpected_mail = [path.name for path in mail if not expected(incidents.parse_email(path.read_bytes(), 0))]
     assert not unexpected_mail, f"e-mail notifications under steady load: {unexpected_mail}"
     lines = stack.slack_file.read_text().splitlines() if stack.slack_file.exists() else []
-    unexpected_slack = [line for line in lines
-                        if not (parsed := incidents.parse_slack(line, 0)) or not all(map(expected, parsed))]
+    unexpected_slack = [
+        line for line in lines if not (parsed := incidents.parse_slack(line, 0)) or not all(map(expected, parsed))
+    ]
     assert not unexpected_slack, f"Slack notifications under steady load: {unexpected_slack}"
     # The traffic was real and mixed: both services busy, client errors among the answers, no server error.
     window = f"{STEADY_SECONDS}s"
     total = scalar(stack, f'sum(increase(http_server_requests_total{{service=~"user|order"}}[{window}]))')
     client_errors = scalar(stack, f'sum(increase(http_server_requests_total{{status_class="4xx"}}[{window}]))')
     server_errors = scalar(stack, f'sum(increase(http_server_requests_total{{status_class="5xx"}}[{window}]))')
-    routes = query(stack, f'count by (service) (increase(http_server_requests_total[{window}]) > 0)')
+    routes = query(stack, f"count by (service) (increase(http_server_requests_total[{window}]) > 0)")
     assert total >= STEADY_SECONDS * 5, f"only {total:.0f} requests in {STEADY_SECONDS} s"
     assert client_errors > 0, "the mix must contain client errors (bad JSON, 404, 401, 409)"
     assert server_errors == 0, f"{server_errors:.0f} server errors under steady load"
-    assert {r["metric"]["service"]: float(r["value"][1]) >= 4 for r in routes if r["metric"]["service"] in
-            ("user", "order")} == {"user": True, "order": True}, routes
+    assert {
+        r["metric"]["service"]: float(r["value"][1]) >= 4 for r in routes if r["metric"]["service"] in ("user", "order")
+    } == {"user": True, "order": True}, routes
 
 
 def test_loadgen_stops_cleanly_on_sigterm(platform):
     stack = platform.stack
-    process = subprocess.Popen([sys.executable, str(LOADGEN), "--route", "direct", "--rate", "5",
-                                "--user", stack.api("user"), "--order", stack.api("order"),
-                                "--gateway", stack.api("gateway")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(LOADGEN),
+            "--route",
+            "direct",
+            "--rate",
+            "5",
+            "--user",
+            stack.api("user"),
+            "--order",
+            stack.api("order"),
+            "--gateway",
+            stack.api("gateway"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(4)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
@@ -255,7 +297,7 @@ def test_loadgen_stops_cleanly_on_sigterm(platform):
     assert int(summary[-1].split()[1]) >= 10, out
 
 
-KILLED: dict[str, "incidents.Drill"] = {}
+KILLED: dict[str, incidents.Drill] = {}
 
 
 def test_service_killed_notifies_both_sinks_within_30_s(platform):

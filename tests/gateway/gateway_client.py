@@ -35,16 +35,25 @@ class Api:
         self.token = token
         self.session = session or requests.Session()
 
-    def with_token(self, token: str | None) -> "Api":
+    def with_token(self, token: str | None) -> Api:
         return Api(self.base_url, token, self.session)
 
-    def request(self, method: str, target: str, *, json_body=None, headers: dict[str, str] | None = None,
-                timeout: float = 10, **kw) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        json_body=None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+        **kw,
+    ) -> requests.Response:
         headers = dict(headers or {})
         if self.token:
             headers.setdefault("Authorization", f"Bearer {self.token}")
-        return self.session.request(method, self.base_url + target, json=json_body, headers=headers,
-                                    timeout=timeout, **kw)
+        return self.session.request(
+            method, self.base_url + target, json=json_body, headers=headers, timeout=timeout, **kw
+        )
 
     def get(self, target: str, **kw) -> requests.Response:
         return self.request("GET", target, **kw)
@@ -62,9 +71,11 @@ def assert_conforms(reply: requests.Response) -> None:
     """The reply is one docs/api/openapi.yaml describes for its method and path (status, headers, body schema)."""
     split = urlsplit(reply.request.url)
     target = split.path + (f"?{split.query}" if split.query else "")
-    spec().check(reply.request.method, target,
-                 Reply(reply.status_code, Headers(list(reply.headers.items())), reply.content,
-                       reply.request.method, target))
+    spec().check(
+        reply.request.method,
+        target,
+        Reply(reply.status_code, Headers(list(reply.headers.items())), reply.content, reply.request.method, target),
+    )
 
 
 def assert_problem(reply: requests.Response, status: int) -> dict:

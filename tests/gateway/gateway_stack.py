@@ -25,8 +25,13 @@ __all__ = ["ADMIN_EMAIL", "GatewayStack", "Service", "StackError", "restart"]
 class GatewayStack(Stack):
     """PostgreSQL, `user_replicas` user and `order_replicas` order services, and the gateway, all ready."""
 
-    def __init__(self, user_replicas: int = 2, order_replicas: int = 2, replica_env: dict[str, str] | None = None,
-                 gateway_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        user_replicas: int = 2,
+        order_replicas: int = 2,
+        replica_env: dict[str, str] | None = None,
+        gateway_env: dict[str, str] | None = None,
+    ):
         super().__init__()
         self.user_replicas = user_replicas
         self.order_replicas = order_replicas
@@ -41,8 +46,10 @@ class GatewayStack(Stack):
     def start(self) -> None:
         for name in ("user", "order", "gateway"):
             if not self.binary(name).exists():
-                raise StackError(f"{self.binary(name)} is missing: build first (cmake --preset release && "
-                                 "cmake --build --preset release -j2), or set VIGIE_BUILD_DIR")
+                raise StackError(
+                    f"{self.binary(name)} is missing: build first (cmake --preset release && "
+                    "cmake --build --preset release -j2), or set VIGIE_BUILD_DIR"
+                )
         self.secrets.mkdir(mode=0o700)
         self.pg.init()
         self.pg.start()
@@ -70,26 +77,36 @@ class GatewayStack(Stack):
         def urls(services: list[Service], admin: bool) -> str:
             return ",".join(s.admin_url if admin else s.base_url for s in services)
 
-        env = self.base_env() | {
-            "HTTP_PORT": str(http_port),
-            "ADMIN_PORT": str(admin_port),
-            "BIND_ADDRESS": "127.0.0.1",
-            "LOG_LEVEL": "info",
-            "SHUTDOWN_TIMEOUT": "5s",
-            "HTTP_READ_TIMEOUT": "2s",
-            "JWT_PUBLIC_KEY_FILE": str(self.secrets / "jwt-public.pem"),
-            "JWT_ISSUER": "vigie",
-            "USER_SERVICE_URLS": urls(self.users, False),
-            "USER_SERVICE_ADMIN_URLS": urls(self.users, True),
-            "ORDER_SERVICE_URLS": urls(self.orders, False),
-            "ORDER_SERVICE_ADMIN_URLS": urls(self.orders, True),
-            "HEALTH_CHECK_INTERVAL": "250ms",
-            "RATE_LIMIT_RPS": "10000",
-            "RATE_LIMIT_BURST": "10000",
-        } | overrides
+        env = (
+            self.base_env()
+            | {
+                "HTTP_PORT": str(http_port),
+                "ADMIN_PORT": str(admin_port),
+                "BIND_ADDRESS": "127.0.0.1",
+                "LOG_LEVEL": "info",
+                "SHUTDOWN_TIMEOUT": "5s",
+                "HTTP_READ_TIMEOUT": "2s",
+                "JWT_PUBLIC_KEY_FILE": str(self.secrets / "jwt-public.pem"),
+                "JWT_ISSUER": "vigie",
+                "USER_SERVICE_URLS": urls(self.users, False),
+                "USER_SERVICE_ADMIN_URLS": urls(self.users, True),
+                "ORDER_SERVICE_URLS": urls(self.orders, False),
+                "ORDER_SERVICE_ADMIN_URLS": urls(self.orders, True),
+                "HEALTH_CHECK_INTERVAL": "250ms",
+                "RATE_LIMIT_RPS": "10000",
+                "RATE_LIMIT_BURST": "10000",
+            }
+            | overrides
+        )
         index = sum(1 for s in self.services if s.name == "gateway")
-        gateway = Service(name="gateway", binary=self.binary("gateway"), env=env,
-                          log_path=self.root / f"gateway-{index}.log", http_port=http_port, admin_port=admin_port)
+        gateway = Service(
+            name="gateway",
+            binary=self.binary("gateway"),
+            env=env,
+            log_path=self.root / f"gateway-{index}.log",
+            http_port=http_port,
+            admin_port=admin_port,
+        )
         self.services.append(gateway)
         gateway.start()
         return gateway
@@ -99,8 +116,7 @@ class GatewayStack(Stack):
         gateway = gateway or self.gateway
         with urllib.request.urlopen(gateway.admin_url + "/metrics", timeout=2) as response:
             text = response.read().decode()
-        pattern = (r'^upstream_healthy\{[^}]*instance="127\.0\.0\.1:' + str(service.http_port) +
-                   r'"[^}]*\} (\S+)$')
+        pattern = r'^upstream_healthy\{[^}]*instance="127\.0\.0\.1:' + str(service.http_port) + r'"[^}]*\} (\S+)$'
         match = re.search(pattern, text, re.MULTILINE)
         return bool(match) and float(match.group(1)) == 1.0
 

@@ -25,8 +25,9 @@ def bad_tokens(gw, subject: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("target", ["/api/v1/users", "/api/v1/users/{id}", "/api/v1/orders",
-                                    "/api/v1/users/{id}/summary"])
+@pytest.mark.parametrize(
+    "target", ["/api/v1/users", "/api/v1/users/{id}", "/api/v1/orders", "/api/v1/users/{id}/summary"]
+)
 def test_missing_token_is_401_and_goes_nowhere(gw, api, account, target):
     before = sum(replica_requests(s) for s in gw.users + gw.orders)
     reply = api.with_token(None).get(target.format(id=account.id))
@@ -41,8 +42,9 @@ def test_every_kind_of_bad_token_is_401(gw, api, account):
         reply = api.with_token(token).get(f"/api/v1/users/{account.id}")
         body = assert_problem(reply, 401)
         assert "invalid token" in body["detail"], (name, body)
-    assert_problem(api.with_token(None).get(f"/api/v1/users/{account.id}", headers={"Authorization": "Basic eDp5"}),
-                   401)
+    assert_problem(
+        api.with_token(None).get(f"/api/v1/users/{account.id}", headers={"Authorization": "Basic eDp5"}), 401
+    )
     assert sum(replica_requests(s) for s in gw.users + gw.orders) == before
 
 

@@ -31,10 +31,16 @@ def raw(gw, payload: bytes):
     return reply, closed
 
 
-def order_request(token: str, extra: str = "", body: bytes = b'{"items":[{"sku":"S","quantity":1,"unit_price_cents":1}]}',
-                  length: int | None = None) -> bytes:
-    head = (f"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nIdempotency-Key: smuggle-{time.monotonic_ns()}\r\n")
+def order_request(
+    token: str,
+    extra: str = "",
+    body: bytes = b'{"items":[{"sku":"S","quantity":1,"unit_price_cents":1}]}',
+    length: int | None = None,
+) -> bytes:
+    head = (
+        f"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nIdempotency-Key: smuggle-{time.monotonic_ns()}\r\n"
+    )
     if length is not None:
         head += f"Content-Length: {length}\r\n"
     return (head + extra + "\r\n").encode() + body
@@ -43,10 +49,13 @@ def order_request(token: str, extra: str = "", body: bytes = b'{"items":[{"sku":
 SMUGGLING = {
     # CL.TE / TE.CL: two framings for one body. A proxy must refuse rather than pick one.
     "cl-and-te": lambda t: order_request(t, "Transfer-Encoding: chunked\r\n", b"0\r\n\r\nGET /x HTTP/1.1\r\n\r\n", 5),
-    "te-and-cl": lambda t: order_request(t, "Content-Length: 4\r\n", b"5c\r\nGPOST / HTTP/1.1\r\n\r\n0\r\n\r\n")
-    .replace(b"Content-Type", b"Transfer-Encoding: chunked\r\nContent-Type"),
+    "te-and-cl": lambda t: order_request(
+        t, "Content-Length: 4\r\n", b"5c\r\nGPOST / HTTP/1.1\r\n\r\n0\r\n\r\n"
+    ).replace(b"Content-Type", b"Transfer-Encoding: chunked\r\nContent-Type"),
     "two-lengths": lambda t: order_request(t, "Content-Length: 7\r\n", b"{}", 2),
-    "length-list": lambda t: order_request(t, "", b"{}", None).replace(b"\r\n\r\n", b"\r\nContent-Length: 2, 3\r\n\r\n"),
+    "length-list": lambda t: order_request(t, "", b"{}", None).replace(
+        b"\r\n\r\n", b"\r\nContent-Length: 2, 3\r\n\r\n"
+    ),
     "te-not-chunked": lambda t: order_request(t, "Transfer-Encoding: gzip\r\n", b"{}"),
     "space-before-colon": lambda t: order_request(t, "Transfer-Encoding : chunked\r\n", b"{}", 2),
     "bad-chunk-size": lambda t: order_request(t, "Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n"),
@@ -74,8 +83,9 @@ def test_a_chunked_body_is_forwarded_with_a_length(gw, account):
 def test_absurd_header_counts_are_431(gw, account):
     before = forwarded(gw)
     headers = "".join(f"X-H{i}: v\r\n" for i in range(150))  # 1.3 KiB: under the size limit, over the count
-    reply, _ = raw(gw, f"GET /api/v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {account.token}\r\n"
-                       f"{headers}\r\n".encode())
+    reply, _ = raw(
+        gw, f"GET /api/v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {account.token}\r\n{headers}\r\n".encode()
+    )
     assert reply is not None and reply.status == 431, reply
     huge = f"GET /api/v1/orders HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 20000}\r\n\r\n".encode()
     reply, closed = raw(gw, huge)
@@ -83,15 +93,18 @@ def test_absurd_header_counts_are_431(gw, account):
     assert forwarded(gw) == before
 
 
-@pytest.mark.parametrize("request_line", [
-    b"G\x01T /api/v1/orders HTTP/1.1",
-    b"GET /api/v1/orders HTTP/1.1 extra",
-    b"get /api/v1/orders HTTP/1.1",
-    b"BREW /api/v1/orders HTTP/1.1",
-    b"CONNECT 127.0.0.1:22 HTTP/1.1",
-    b"GET http://evil.example/api/v1/orders HTTP/1.1",
-    b"GET /api/v1/orders HTTP/2.0",
-])
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"G\x01T /api/v1/orders HTTP/1.1",
+        b"GET /api/v1/orders HTTP/1.1 extra",
+        b"get /api/v1/orders HTTP/1.1",
+        b"BREW /api/v1/orders HTTP/1.1",
+        b"CONNECT 127.0.0.1:22 HTTP/1.1",
+        b"GET http://evil.example/api/v1/orders HTTP/1.1",
+        b"GET /api/v1/orders HTTP/2.0",
+    ],
+)
 def test_invalid_methods_and_targets_are_refused(gw, account, request_line):
     before = forwarded(gw)
     reply, _ = raw(gw, request_line + f"\r\nHost: x\r\nAuthorization: Bearer {account.token}\r\n\r\n".encode())
@@ -99,8 +112,17 @@ def test_invalid_methods_and_targets_are_refused(gw, account, request_line):
     assert forwarded(gw) == before
 
 
-@pytest.mark.parametrize("path", ["/api/v1/users/../orders", "/api/v1/users/%2e%2e/orders", "/api/v1/./orders",
-                                  "/api/v1//orders", "/api/v1/orders/%2E%2E", "/api/v1/users/.%2e/admin"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/users/../orders",
+        "/api/v1/users/%2e%2e/orders",
+        "/api/v1/./orders",
+        "/api/v1//orders",
+        "/api/v1/orders/%2E%2E",
+        "/api/v1/users/.%2e/admin",
+    ],
+)
 def test_path_traversal_is_refused(gw, account, path):
     before = forwarded(gw)
     # Raw bytes: HTTP client libraries resolve dot segments before sending, which would hide the attempt.
@@ -117,14 +139,23 @@ def test_an_encoded_slash_stays_inside_its_segment(gw, account):
 
 def test_bad_bodies_are_refused_and_persist_nothing(gw, account):
     before = counts(gw)
-    for body in (b"{not json", b'{"items": "\xff\xfe"}', b"[" * 100 + b"]" * 100, b'{"items":[{"sku":"S",'
-                 b'"quantity":-1,"unit_price_cents":1}]}', b'{"items":[{"sku":"S","quantity":1,'
-                 b'"unit_price_cents":99999999999999999999}]}'):
-        reply = account.api.request("POST", "/api/v1/orders", data=body,
-                                    headers={"Content-Type": "application/json", "Idempotency-Key": "bad-body"})
+    for body in (
+        b"{not json",
+        b'{"items": "\xff\xfe"}',
+        b"[" * 100 + b"]" * 100,
+        b'{"items":[{"sku":"S","quantity":-1,"unit_price_cents":1}]}',
+        b'{"items":[{"sku":"S","quantity":1,"unit_price_cents":99999999999999999999}]}',
+    ):
+        reply = account.api.request(
+            "POST",
+            "/api/v1/orders",
+            data=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": "bad-body"},
+        )
         assert_problem(reply, 400)
-    too_big = account.api.request("POST", "/api/v1/orders", data=b"x" * (70 * 1024),
-                                  headers={"Content-Type": "application/json"})
+    too_big = account.api.request(
+        "POST", "/api/v1/orders", data=b"x" * (70 * 1024), headers={"Content-Type": "application/json"}
+    )
     assert_problem(too_big, 413)
     assert counts(gw) == before
 

@@ -42,17 +42,23 @@ def test_a_client_over_its_limit_gets_429_with_retry_after(gw, api, strict):
 
 def test_anonymous_callers_are_limited_by_address(gw, api, strict):
     anonymous = Api(strict.base_url)
-    statuses = [anonymous.post("/api/v1/auth/login", {"email": "nobody@example.com", "password": "whatever1"})
-                .status_code for _ in range(6)]
+    statuses = [
+        anonymous.post("/api/v1/auth/login", {"email": "nobody@example.com", "password": "whatever1"}).status_code
+        for _ in range(6)
+    ]
     assert 429 in statuses, statuses
     assert statuses[0] == 401, statuses  # a wrong password, answered by the user service
     # The shared gateway (generous limits) still serves the same address.
-    assert api.with_token(None).post("/api/v1/auth/login",
-                                     {"email": "nobody@example.com", "password": "whatever1"}).status_code == 401
+    assert (
+        api.with_token(None)
+        .post("/api/v1/auth/login", {"email": "nobody@example.com", "password": "whatever1"})
+        .status_code
+        == 401
+    )
 
 
 def test_rate_limit_metric_counts_refusals(strict):
     with urllib.request.urlopen(strict.admin_url + "/metrics", timeout=2) as response:
         text = response.read().decode()
-    line = next(l for l in text.splitlines() if l.startswith("gateway_rate_limited_total{"))
+    line = next(row for row in text.splitlines() if row.startswith("gateway_rate_limited_total{"))
     assert float(line.split()[-1]) >= 2, line

@@ -51,8 +51,11 @@ class Load:
                 else:
                     reply = api.get("/api/v1/orders?limit=5")
                     ok = reply.status_code == 200
-                outcome = None if ok else f"{reply.request.method} {reply.request.path_url}: {reply.status_code} " \
-                                          f"{reply.text[:200]}"
+                outcome = (
+                    None
+                    if ok
+                    else f"{reply.request.method} {reply.request.path_url}: {reply.status_code} {reply.text[:200]}"
+                )
             except requests.RequestException as e:
                 outcome = f"no answer: {e}"
             with self.lock:
@@ -61,7 +64,7 @@ class Load:
                     self.failures.append(outcome)
             time.sleep(0.005)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self.threads:
             t.start()
         return self

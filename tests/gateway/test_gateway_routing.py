@@ -32,7 +32,7 @@ def test_requests_are_spread_over_the_replicas(gw, account):
     before = [replica_requests(s) for s in gw.users]
     for _ in range(40):
         assert account.api.get(f"/api/v1/users/{account.id}").status_code == 200
-    served = [replica_requests(s) - b for s, b in zip(gw.users, before)]
+    served = [replica_requests(s) - b for s, b in zip(gw.users, before, strict=True)]
     assert sum(served) >= 40, served
     assert min(served) >= 10, f"one replica took almost everything: {served}"
 
@@ -55,7 +55,9 @@ def test_request_id_is_generated_kept_and_forwarded(gw, account):
     kept = account.api.get(f"/api/v1/users/{account.id}", headers={"X-Request-Id": chosen})
     assert kept.headers["X-Request-Id"] == chosen
     # The replica that served it logged the same id.
-    lines = wait_for_log(gw.users, lambda l: l.get("http.request.id") == chosen and l.get("message") == "request")
+    lines = wait_for_log(
+        gw.users, lambda line: line.get("http.request.id") == chosen and line.get("message") == "request"
+    )
     assert len(lines) == 1, lines
     assert lines[0]["url.path"] == f"/api/v1/users/{account.id}"
 
@@ -65,8 +67,8 @@ def test_trace_context_is_propagated(gw, account):
     chosen = f"trace-{uuid.uuid4().hex}"
     reply = account.api.get(f"/api/v1/users/{account.id}", headers={"traceparent": parent, "X-Request-Id": chosen})
     assert reply.status_code == 200
-    gateway_line = wait_for_log([gw.gateway], lambda l: l.get("http.request.id") == chosen)
-    upstream_line = wait_for_log(gw.users, lambda l: l.get("http.request.id") == chosen)
+    gateway_line = wait_for_log([gw.gateway], lambda line: line.get("http.request.id") == chosen)
+    upstream_line = wait_for_log(gw.users, lambda line: line.get("http.request.id") == chosen)
     assert gateway_line and upstream_line
     assert gateway_line[0]["trace.id"] == TRACE_ID
     assert upstream_line[0]["trace.id"] == TRACE_ID
@@ -76,8 +78,9 @@ def test_trace_context_is_propagated(gw, account):
 
 
 def test_hop_by_hop_headers_stay_on_their_hop(gw, account):
-    reply = account.api.get(f"/api/v1/users/{account.id}", headers={"Connection": "keep-alive, X-Hop",
-                                                                     "X-Hop": "1", "Upgrade": "websocket"})
+    reply = account.api.get(
+        f"/api/v1/users/{account.id}", headers={"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Upgrade": "websocket"}
+    )
     assert reply.status_code == 200
     assert "Upgrade" not in reply.headers
     assert reply.headers.get("Connection", "keep-alive").lower() == "keep-alive"

@@ -50,7 +50,7 @@ def test_summary_is_one_trace_fanning_out_to_both_services(gw, account):
     assert user_lines[0]["trace.id"] == order_lines[0]["trace.id"] == trace_id
     assert user_lines[0]["http.route"] == "/api/v1/users/{id}"
     assert order_lines[0]["http.route"] == "/api/v1/orders"
-    gateway_line = [l for l in log_lines(gw.gateway, served)]
+    gateway_line = list(log_lines(gw.gateway, served))
     assert gateway_line and gateway_line[0]["http.route"] == "/api/v1/users/{id}/summary"
 
 

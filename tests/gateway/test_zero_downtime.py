@@ -86,8 +86,7 @@ class Load:
                     expected = 200
                     if reply.status_code == 200 and reply.json().get("partial"):
                         expected = -1  # a summary without its orders is a degraded answer: count it as failed
-                failure = None if reply.status_code == expected else \
-                    f"{kind}: {reply.status_code} {reply.text[:300]}"
+                failure = None if reply.status_code == expected else f"{kind}: {reply.status_code} {reply.text[:300]}"
                 if failure is None and key is not None:
                     order_id = reply.json()["id"]
             except requests.RequestException as e:
@@ -127,7 +126,7 @@ def test_restarting_every_replica_under_load_fails_no_request(zdt: GatewayStack)
     restarts: list[str] = []
     try:
         time.sleep(2)
-        for round_number in range(ROUNDS):
+        for _ in range(ROUNDS):
             for service in [*zdt.users, *zdt.orders]:
                 away = restart(zdt, service)
                 restarts.append(f"{service.name}:{service.http_port} away {away:.1f}s")
@@ -146,7 +145,8 @@ def test_restarting_every_replica_under_load_fails_no_request(zdt: GatewayStack)
         f"{total} requests sent, {len(load.failures)} failed, in {duration:.0f} s ({total / duration:.0f} req/s); "
         f"{len(restarts)} replica restarts; p50 {percentile(load.latencies, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(load.latencies, 0.99) * 1000:.1f} ms, max {max(load.latencies) * 1000:.0f} ms; "
-        f"mix {dict(load.sent)}")
+        f"mix {dict(load.sent)}"
+    )
     print(f"\nzero-downtime ({label}): {FIGURES[f'zero-downtime ({label})']}")
 
     assert len(restarts) == ROUNDS * 4, restarts

@@ -26,6 +26,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
 from vigie_stack import local_platform_ports  # noqa: E402 - the system tests' helpers, shared
+
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release"))
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -63,24 +64,39 @@ class Stack:
         self.user_password = "correct horse battery staple"
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True,
-                                timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [str(SCRIPT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
         if check and result.returncode != 0:
-            pytest.fail(f"vigie-local {' '.join(args)} exited {result.returncode}\n"
-                        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+            pytest.fail(
+                f"vigie-local {' '.join(args)} exited {result.returncode}\n"
+                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            )
         return result
 
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
     def supervisor_pids(self) -> dict[str, str]:
-        out = subprocess.run(["supervisorctl", "-c", str(self.state / "supervisor" / "supervisord.conf"), "status"],
-                             capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            ["supervisorctl", "-c", str(self.state / "supervisor" / "supervisord.conf"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         return {m.group(1): m.group(2) for m in re.finditer(r"^(\S+)\s+RUNNING\s+pid (\d+),", out, re.M)}
 
     def login(self) -> requests.Response:
-        return requests.post(self.url("VIGIE_USER_PORT", "/api/v1/auth/login"),
-                             json={"email": self.user_email, "password": self.user_password}, timeout=10)
+        return requests.post(
+            self.url("VIGIE_USER_PORT", "/api/v1/auth/login"),
+            json={"email": self.user_email, "password": self.user_password},
+            timeout=10,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +113,13 @@ def stack():
         stack.first_up = stack.run("up")
         yield stack
     finally:
-        subprocess.run([str(SCRIPT), "down", "--purge", "--yes"], env=stack.env, capture_output=True,
-                       timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [str(SCRIPT), "down", "--purge", "--yes"],
+            env=stack.env,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -113,8 +134,19 @@ def test_bad_arguments_exit_2_with_usage():
 
 def test_up_reports_every_component_ready(stack: Stack):
     table = stack.first_up.stdout
-    for component in ("postgres", "user", "order", "prometheus", "alertmanager", "node-exporter",
-                      "postgres-exporter", "blackbox-exporter", "smtp-sink", "slack-sink", "loadgen"):
+    for component in (
+        "postgres",
+        "user",
+        "order",
+        "prometheus",
+        "alertmanager",
+        "node-exporter",
+        "postgres-exporter",
+        "blackbox-exporter",
+        "smtp-sink",
+        "slack-sink",
+        "loadgen",
+    ):
         assert re.search(rf"^{re.escape(component)}\s+ready\s", table, re.M), f"{component} not ready in:\n{table}"
     assert f"127.0.0.1:{stack.ports['VIGIE_USER_PORT']}" in table  # the overridden ports, not the defaults
     assert str(stack.state / "secrets" / "admin.password") in table
@@ -130,25 +162,36 @@ def test_state_and_secrets_are_private(stack: Stack):
 
 
 def test_services_answer_through_their_api(stack: Stack):
-    created = requests.post(stack.url("VIGIE_USER_PORT", "/api/v1/users"),
-                            json={"email": stack.user_email, "password": stack.user_password, "name": "Local Test"},
-                            timeout=10)
+    created = requests.post(
+        stack.url("VIGIE_USER_PORT", "/api/v1/users"),
+        json={"email": stack.user_email, "password": stack.user_password, "name": "Local Test"},
+        timeout=10,
+    )
     assert created.status_code == 201, created.text
     login = stack.login()
     assert login.status_code == 200, login.text
     token = login.json()["access_token"]
-    me = requests.get(stack.url("VIGIE_USER_PORT", f"/api/v1/users/{created.json()['id']}"),
-                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    me = requests.get(
+        stack.url("VIGIE_USER_PORT", f"/api/v1/users/{created.json()['id']}"),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert me.status_code == 200 and me.json()["email"] == stack.user_email
-    order = requests.post(stack.url("VIGIE_ORDER_PORT", "/api/v1/orders"),
-                          headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
-                          json={"items": [{"sku": "TEA-1", "quantity": 2, "unit_price_cents": 350}]}, timeout=10)
+    order = requests.post(
+        stack.url("VIGIE_ORDER_PORT", "/api/v1/orders"),
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+        json={"items": [{"sku": "TEA-1", "quantity": 2, "unit_price_cents": 350}]},
+        timeout=10,
+    )
     assert order.status_code == 201, order.text
     assert order.json()["total_cents"] == 700
     # The admin account is bootstrapped from the generated secret.
     admin_password = (stack.state / "secrets" / "admin.password").read_text().strip()
-    admin = requests.post(stack.url("VIGIE_USER_PORT", "/api/v1/auth/login"),
-                          json={"email": "admin@vigie.local", "password": admin_password}, timeout=10)
+    admin = requests.post(
+        stack.url("VIGIE_USER_PORT", "/api/v1/auth/login"),
+        json={"email": "admin@vigie.local", "password": admin_password},
+        timeout=10,
+    )
     assert admin.status_code == 200, admin.text
 
 
@@ -156,12 +199,16 @@ def test_gateway_routes_to_the_services_when_built(stack: Stack):
     if not os.access(BUILD_DIR / "services/gateway/gateway", os.X_OK):
         pytest.skip("the gateway is not built")
     assert re.search(r"^gateway\s+ready\s", stack.first_up.stdout, re.M), stack.first_up.stdout
-    login = requests.post(stack.url("VIGIE_GATEWAY_PORT", "/api/v1/auth/login"),
-                          json={"email": stack.user_email, "password": stack.user_password}, timeout=10)
+    login = requests.post(
+        stack.url("VIGIE_GATEWAY_PORT", "/api/v1/auth/login"),
+        json={"email": stack.user_email, "password": stack.user_password},
+        timeout=10,
+    )
     assert login.status_code == 200, login.text
     token = login.json()["access_token"]
-    orders = requests.get(stack.url("VIGIE_GATEWAY_PORT", "/api/v1/orders"),
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    orders = requests.get(
+        stack.url("VIGIE_GATEWAY_PORT", "/api/v1/orders"), headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert orders.status_code == 200, orders.text
 
 
@@ -170,8 +217,13 @@ def test_database_roles_have_least_privilege(stack: Stack):
     port = stack.ports["VIGIE_POSTGRES_PORT"]
 
     def psql(url: str, sql: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PSQL, url, "-XAtc", sql], capture_output=True, text=True, timeout=30,
-                              env={"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "5"})
+        return subprocess.run(
+            [PSQL, url, "-XAtc", sql],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "5"},
+        )
 
     users_app = (secrets / "users_app.url").read_text().strip()
     assert psql(users_app, "SELECT count(*) >= 0 FROM users").stdout.strip() == "t"

@@ -30,6 +30,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
 from vigie_stack import free_opensearch_port  # noqa: E402 - the system tests' helpers, shared
+
 OPENSEARCH_SH = REPO / "tools" / "opensearch.sh"
 ADMIN = REPO / "platform" / "logging" / "opensearch_admin.py"
 TEMPLATE = REPO / "platform" / "logging" / "opensearch" / "vigie-logs-template.json"
@@ -100,8 +101,9 @@ class OpenSearch:
 
     def request(self, method: str, path: str, body: object | None = None, timeout: float = 30) -> tuple[int, object]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as response:
                 status, text = response.status, response.read()
@@ -152,14 +154,26 @@ class OpenSearch:
         started = time.monotonic()
         # tools/opensearch.sh execs java: this pid is the JVM's, and SIGTERM goes straight to it.
         self.proc = subprocess.Popen(
-            [str(OPENSEARCH_SH), "run", "--home", str(self.home), "--http-port", str(self.http_port),
-             "--transport-port", str(self.transport_port)],
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
+            [
+                str(OPENSEARCH_SH),
+                "run",
+                "--home",
+                str(self.home),
+                "--http-port",
+                str(self.http_port),
+                "--transport-port",
+                str(self.transport_port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
         deadline = started + timeout
         while self.health() != "green":
             if self.proc.poll() is not None:
-                pytest.fail(f"OpenSearch exited with status {self.proc.returncode} before it was green:\n"
-                            f"{self.log_tail()}")
+                pytest.fail(
+                    f"OpenSearch exited with status {self.proc.returncode} before it was green:\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"OpenSearch was not green after {timeout} s:\n{self.log_tail()}")
             time.sleep(0.25)
@@ -217,5 +231,6 @@ def logs_template(opensearch) -> OpenSearch:
     """The session's OpenSearch with the vigie-logs index template installed by `opensearch_admin.py setup`."""
     result = admin("setup", "--url", opensearch.url, "--wait", "30")
     assert result.returncode == 0, (
-        f"setup exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        f"setup exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
     return opensearch

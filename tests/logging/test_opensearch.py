@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ADMIN, TEMPLATE, admin, closed_port, json_lines
 
 # One access-log line as the gateway wrote it (var/log/gateway.log of the local platform, copied verbatim).
@@ -56,7 +55,8 @@ def metrics(path: Path) -> dict[str, float]:
 
 def assert_exit(result: subprocess.CompletedProcess, status: int) -> None:
     assert result.returncode == status, (
-        f"expected exit status {status}, got {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        f"expected exit status {status}, got {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
 
 
 @pytest.fixture
@@ -67,10 +67,10 @@ def dated(opensearch):
     def make(today: dt.date, closed_age: int | None = None) -> dict[int, str]:
         by_age = {age: daily(today - dt.timedelta(days=age)) for age in AGES}
         others = [
-            f"other-{today - dt.timedelta(days=400):%Y.%m.%d}",        # another pattern, old date
-            "vigie-logs-notadate",                                    # the prefix without a date
-            f"vigie-logs-{today.year - 1}.02.30",                     # a date that does not exist
-            f"{daily(today - dt.timedelta(days=400))}-restored",      # the exact pattern plus a suffix
+            f"other-{today - dt.timedelta(days=400):%Y.%m.%d}",  # another pattern, old date
+            "vigie-logs-notadate",  # the prefix without a date
+            f"vigie-logs-{today.year - 1}.02.30",  # a date that does not exist
+            f"{daily(today - dt.timedelta(days=400))}-restored",  # the exact pattern plus a suffix
             f".vigie-system-{today - dt.timedelta(days=400):%Y.%m.%d}",  # a dot-prefixed (system-like) name
         ]
         existing = opensearch.indices()
@@ -95,6 +95,7 @@ def dated(opensearch):
 # ---------------------------------------------------------------------------------------------------------------
 # The server itself
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def test_server_is_a_single_local_node_named_vigie_without_disk_thresholds(opensearch):
     root = opensearch.ok("GET", "/")
@@ -121,6 +122,7 @@ def test_server_is_a_single_local_node_named_vigie_without_disk_thresholds(opens
 # setup: the index template
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_setup_installs_the_template_and_a_new_daily_index_gets_the_mapping(logs_template):
     opensearch = logs_template
     installed = opensearch.ok("GET", "/_index_template/vigie-logs")["index_templates"][0]["index_template"]
@@ -130,14 +132,25 @@ def test_setup_installs_the_template_and_a_new_daily_index_gets_the_mapping(logs
     assert_exit(again, 0)
     assert json_lines(again.stdout)[-1]["event.action"] == "template-installed"
 
-    today = daily(dt.datetime.now(dt.timezone.utc).date())
+    today = daily(dt.datetime.now(dt.UTC).date())
     opensearch.delete_indices([today])
     opensearch.create_index(today)
     mapping = opensearch.ok("GET", f"/{today}/_mapping")[today]
-    expected = {"@timestamp": "date", "message": "text", "log.level": "keyword", "service.name": "keyword",
-                "trace.id": "keyword", "span.id": "keyword", "http.request.method": "keyword",
-                "http.response.status_code": "long", "event.duration": "long", "url.path": "keyword",
-                "client.address": "keyword", "error.message": "text", "user.id": "keyword"}
+    expected = {
+        "@timestamp": "date",
+        "message": "text",
+        "log.level": "keyword",
+        "service.name": "keyword",
+        "trace.id": "keyword",
+        "span.id": "keyword",
+        "http.request.method": "keyword",
+        "http.response.status_code": "long",
+        "event.duration": "long",
+        "url.path": "keyword",
+        "client.address": "keyword",
+        "error.message": "text",
+        "user.id": "keyword",
+    }
     assert {name: field_type(mapping, name) for name in expected} == expected
     settings = opensearch.ok("GET", f"/{today}/_settings")[today]["settings"]["index"]
     shape = (settings["number_of_shards"], settings["number_of_replicas"], settings["refresh_interval"])
@@ -185,13 +198,23 @@ def test_a_real_service_line_is_searchable_by_trace_id(logs_template):
 # retention
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_retention_deletes_exactly_the_indices_older_than_30_days(opensearch, dated, tmp_path):
     today = dt.date(2001, 6, 15)
     by_age = dated(today, closed_age=50)  # a closed index is deleted like an open one
     metrics_file = tmp_path / "log_retention.prom"
     before = time.time()
-    result = admin("retention", "--url", opensearch.url, "--days", "30", "--today", today.isoformat(),
-                   "--metrics-file", str(metrics_file))
+    result = admin(
+        "retention",
+        "--url",
+        opensearch.url,
+        "--days",
+        "30",
+        "--today",
+        today.isoformat(),
+        "--metrics-file",
+        str(metrics_file),
+    )
     assert_exit(result, 0)
 
     expired = {name for age, name in by_age.items() if age in EXPIRED_AGES | {50}}
@@ -216,8 +239,20 @@ def test_retention_deletes_exactly_the_indices_older_than_30_days(opensearch, da
     assert before <= samples["vigie_log_retention_last_success_timestamp_seconds"] <= time.time()
 
     # A second run finds nothing to delete and the counters continue from the file.
-    assert_exit(admin("retention", "--url", opensearch.url, "--days", "30", "--today", today.isoformat(),
-                      "--metrics-file", str(metrics_file)), 0)
+    assert_exit(
+        admin(
+            "retention",
+            "--url",
+            opensearch.url,
+            "--days",
+            "30",
+            "--today",
+            today.isoformat(),
+            "--metrics-file",
+            str(metrics_file),
+        ),
+        0,
+    )
     samples = metrics(metrics_file)
     assert samples['vigie_log_retention_runs_total{result="ok"}'] == 2
     assert samples["vigie_log_retention_deleted_indices_total"] == len(expired)
@@ -228,10 +263,23 @@ def test_metrics_file_passes_promtool(opensearch, tmp_path):
     if promtool is None:
         pytest.fail("promtool is missing: run tools/install-deps.sh (Debian package prometheus)")
     metrics_file = tmp_path / "log_retention.prom"
-    assert_exit(admin("retention", "--url", opensearch.url, "--days", "30", "--today", "1999-01-01",
-                      "--metrics-file", str(metrics_file)), 0)
-    check = subprocess.run([promtool, "check", "metrics"], input=metrics_file.read_text(), capture_output=True,
-                           text=True, timeout=30)
+    assert_exit(
+        admin(
+            "retention",
+            "--url",
+            opensearch.url,
+            "--days",
+            "30",
+            "--today",
+            "1999-01-01",
+            "--metrics-file",
+            str(metrics_file),
+        ),
+        0,
+    )
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics_file.read_text(), capture_output=True, text=True, timeout=30
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["log_retention.prom"], "a temporary file was left behind"
 
@@ -243,8 +291,9 @@ def test_dry_run_deletes_nothing_and_says_what_it_would_delete(opensearch, dated
     result = admin("retention", "--url", opensearch.url, "--days", "30", "--today", today.isoformat(), "--dry-run")
     assert_exit(result, 0)
     assert opensearch.indices() == before
-    would = {line["index.name"] for line in json_lines(result.stdout)
-             if line.get("event.action") == "index-delete-dry-run"}
+    would = {
+        line["index.name"] for line in json_lines(result.stdout) if line.get("event.action") == "index-delete-dry-run"
+    }
     assert would == {name for age, name in by_age.items() if age in EXPIRED_AGES}
 
 
@@ -265,29 +314,33 @@ def test_today_override_moves_the_cutoff(opensearch, dated):
 
 
 def test_default_today_is_the_current_utc_date(opensearch, dated):
-    by_age = dated(dt.datetime.now(dt.timezone.utc).date())
+    by_age = dated(dt.datetime.now(dt.UTC).date())
     result = admin("retention", "--url", opensearch.url, "--days", "30", "--dry-run")
     assert_exit(result, 0)
-    would = {line["index.name"] for line in json_lines(result.stdout)
-             if line.get("event.action") == "index-delete-dry-run"}
+    would = {
+        line["index.name"] for line in json_lines(result.stdout) if line.get("event.action") == "index-delete-dry-run"
+    }
     assert {by_age[age] for age in EXPIRED_AGES} <= would
     assert {by_age[age] for age in set(AGES) - EXPIRED_AGES} & would == set()
 
 
-@pytest.mark.parametrize("args, complaint", [
-    (["--days", "0"], "--days"),
-    (["--days", "-3"], "--days"),
-    (["--days", "thirty"], "--days"),
-    (["--days", "30", "--today", "2025-02-30"], "--today"),
-    (["--days", "30", "--today", "2025-13-01"], "--today"),
-    (["--days", "30", "--today", "20250101"], "--today"),
-    (["--days", "30", "--every", "0"], "--every"),
-    (["--days", "30", "--url", "ftp://127.0.0.1:9200"], "--url"),
-    (["--days", "30", "--url", "127.0.0.1:9200"], "--url"),
-    (["--days", "30", "--url", "http://"], "--url"),
-    (["--days", "30", "--url", "http://127.0.0.1:99999"], "--url"),
-    ([], "--days"),
-])
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["--days", "0"], "--days"),
+        (["--days", "-3"], "--days"),
+        (["--days", "thirty"], "--days"),
+        (["--days", "30", "--today", "2025-02-30"], "--today"),
+        (["--days", "30", "--today", "2025-13-01"], "--today"),
+        (["--days", "30", "--today", "20250101"], "--today"),
+        (["--days", "30", "--every", "0"], "--every"),
+        (["--days", "30", "--url", "ftp://127.0.0.1:9200"], "--url"),
+        (["--days", "30", "--url", "127.0.0.1:9200"], "--url"),
+        (["--days", "30", "--url", "http://"], "--url"),
+        (["--days", "30", "--url", "http://127.0.0.1:99999"], "--url"),
+        ([], "--days"),
+    ],
+)
 def test_bad_retention_arguments_exit_2_with_a_message(opensearch, args, complaint):
     if "--url" not in args:
         args = [*args, "--url", opensearch.url]
@@ -347,11 +400,30 @@ def test_retention_loop_survives_an_unreachable_server_and_stops_on_sigterm(open
     metrics_file = tmp_path / "log_retention.prom"
     port = closed_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ADMIN), "retention", "--url", f"http://127.0.0.1:{port}", "--days", "30",
-         "--today", today.isoformat(), "--every", "0.5", "--timeout", "2", "--metrics-file", str(metrics_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            str(ADMIN),
+            "retention",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--days",
+            "30",
+            "--today",
+            today.isoformat(),
+            "--every",
+            "0.5",
+            "--timeout",
+            "2",
+            "--metrics-file",
+            str(metrics_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     forwarder = None
     try:
+
         def wait_for(predicate, what: str, timeout: float = 30):
             deadline = time.monotonic() + timeout
             while not predicate():

@@ -28,10 +28,12 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "system"))
 from vigie_stack import local_platform_ports  # noqa: E402 - the system tests' helpers, shared
+
 SCRIPT = REPO / "deploy" / "local" / "vigie-local"
 BUILD_DIR = Path(os.environ.get("VIGIE_BUILD_DIR", REPO / "build" / "release")).resolve()
 COMMAND_TIMEOUT = 420  # seconds; `up` starts a JVM, slow on a busy 2-core machine
 SERVICES = ("gateway", "user", "order")
+
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.5):
     """Polls check() until it returns something truthy; fails the test with `what` after timeout seconds."""
@@ -53,23 +55,46 @@ class Platform:
     def __init__(self, state: Path, opensearch_port: int) -> None:
         self.state = state
         self.ports = local_platform_ports(opensearch_port)
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("VIGIE_") and k not in ("DATABASE_URL", "DATABASE_URL_FILE")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("VIGIE_") and k not in ("DATABASE_URL", "DATABASE_URL_FILE")
+        }
         self.env.update({name: str(port) for name, port in self.ports.items()})
-        self.env.update({"VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR), "VIGIE_LOADGEN_RATE": "0",
-                         "VIGIE_LOGGING": "on", "VIGIE_TRACING": "on", "VIGIE_UP_TIMEOUT": "300"})
+        self.env.update(
+            {
+                "VIGIE_STATE_DIR": str(state),
+                "VIGIE_BUILD_DIR": str(BUILD_DIR),
+                "VIGIE_LOADGEN_RATE": "0",
+                "VIGIE_LOGGING": "on",
+                "VIGIE_TRACING": "on",
+                "VIGIE_UP_TIMEOUT": "300",
+            }
+        )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True,
-                                timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [str(SCRIPT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
         if result.returncode != 0:
-            pytest.fail(f"vigie-local {' '.join(args)} exited {result.returncode}\n"
-                        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+            pytest.fail(
+                f"vigie-local {' '.join(args)} exited {result.returncode}\n"
+                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            )
         return result
 
     def supervisorctl(self, *args: str) -> str:
-        return subprocess.run(["supervisorctl", "-c", str(self.state / "supervisor" / "supervisord.conf"), *args],
-                              capture_output=True, text=True, timeout=120).stdout
+        return subprocess.run(
+            ["supervisorctl", "-c", str(self.state / "supervisor" / "supervisord.conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
 
     def url(self, port_name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[port_name]}{path}"
@@ -83,8 +108,11 @@ class Platform:
     # --- the stores ---------------------------------------------------------------------------------------------
     def log_lines(self, trace_id: str) -> list[dict]:
         """The documents OpenSearch holds for a trace id, all daily indices."""
-        reply = requests.post(self.url("VIGIE_OPENSEARCH_PORT", "/vigie-logs-*/_search"), timeout=10, json={
-            "size": 200, "query": {"term": {"trace.id": trace_id}}, "sort": [{"@timestamp": "asc"}]})
+        reply = requests.post(
+            self.url("VIGIE_OPENSEARCH_PORT", "/vigie-logs-*/_search"),
+            timeout=10,
+            json={"size": 200, "query": {"term": {"trace.id": trace_id}}, "sort": [{"@timestamp": "asc"}]},
+        )
         if reply.status_code == 404:  # no index yet
             return []
         reply.raise_for_status()
@@ -116,8 +144,11 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def platform(opensearch_http_port: int):
-    for binary in (BUILD_DIR / "services/user/user", BUILD_DIR / "services/order/order",
-                   BUILD_DIR / "services/gateway/gateway"):
+    for binary in (
+        BUILD_DIR / "services/user/user",
+        BUILD_DIR / "services/order/order",
+        BUILD_DIR / "services/gateway/gateway",
+    ):
         if not os.access(binary, os.X_OK):
             pytest.skip(f"{binary} is not built (build the release preset or set VIGIE_BUILD_DIR)")
     # Under /tmp: PostgreSQL runs as the postgres user and must traverse the path.
@@ -128,8 +159,13 @@ def platform(opensearch_http_port: int):
         platform.run("up")
         yield platform
     finally:
-        subprocess.run([str(SCRIPT), "down", "--purge", "--yes"], env=platform.env, capture_output=True,
-                       timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [str(SCRIPT), "down", "--purge", "--yes"],
+            env=platform.env,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -137,19 +173,28 @@ def platform(opensearch_http_port: int):
 def customer(platform: Platform) -> dict:
     """A signed-up, logged-in user (with requests of their own trace ids, not the ones under test)."""
     email = f"pipelines-{uuid.uuid4().hex[:12]}@example.com"
-    created = platform.api("POST", "/api/v1/users", secrets.token_hex(16),
-                           json={"email": email, "password": "correct horse battery", "name": "Pipe Line"})
+    created = platform.api(
+        "POST",
+        "/api/v1/users",
+        secrets.token_hex(16),
+        json={"email": email, "password": "correct horse battery", "name": "Pipe Line"},
+    )
     assert created.status_code == 201, created.text
-    login = platform.api("POST", "/api/v1/auth/login", secrets.token_hex(16),
-                         json={"email": email, "password": "correct horse battery"})
+    login = platform.api(
+        "POST", "/api/v1/auth/login", secrets.token_hex(16), json={"email": email, "password": "correct horse battery"}
+    )
     assert login.status_code == 200, login.text
     return {"id": created.json()["id"], "token": login.json()["access_token"]}
 
 
 def place_order(platform: Platform, customer: dict, trace_id: str) -> requests.Response:
-    return platform.api("POST", "/api/v1/orders", trace_id,
-                        headers={"Authorization": f"Bearer {customer['token']}", "Idempotency-Key": trace_id},
-                        json={"items": [{"sku": "BOOK-42", "quantity": 1, "unit_price_cents": 990}]})
+    return platform.api(
+        "POST",
+        "/api/v1/orders",
+        trace_id,
+        headers={"Authorization": f"Bearer {customer['token']}", "Idempotency-Key": trace_id},
+        json={"items": [{"sku": "BOOK-42", "quantity": 1, "unit_price_cents": 990}]},
+    )
 
 
 def field(document: dict, name: str):
@@ -216,8 +261,12 @@ def test_an_order_is_one_trace_across_gateway_order_and_user(platform: Platform,
 
 def test_the_summary_fan_out_is_one_trace(platform: Platform, customer: dict):
     trace_id = secrets.token_hex(16)
-    reply = platform.api("GET", f"/api/v1/users/{customer['id']}/summary", trace_id,
-                         headers={"Authorization": f"Bearer {customer['token']}"})
+    reply = platform.api(
+        "GET",
+        f"/api/v1/users/{customer['id']}/summary",
+        trace_id,
+        headers={"Authorization": f"Bearer {customer['token']}"},
+    )
     assert reply.status_code == 200, reply.text
 
     def complete():
@@ -290,7 +339,8 @@ def test_logs_written_while_opensearch_is_down_are_not_lost(platform: Platform, 
     wait_for("every line written during the outage in OpenSearch", all_back, timeout=180, interval=1)
     figures["OpenSearch outage: lines written meanwhile / all searchable after restart"] = (
         f"{sum(expected.values())} lines over {restarted_at - stopped_at:.0f} s down / "
-        f"{time.monotonic() - restarted_at:.0f} s")
+        f"{time.monotonic() - restarted_at:.0f} s"
+    )
 
 
 def test_pipeline_health_reaches_prometheus(platform: Platform, customer: dict):
@@ -305,7 +355,7 @@ def test_pipeline_health_reaches_prometheus(platform: Platform, customer: dict):
     }
     for what, query in checks.items():
         minimum = 3 if what in ("services export spans", "lines read, per service") else 1
-        wait_for(what, lambda q=query: len(platform.prometheus(q)) >= minimum, timeout=90, interval=2)
+        wait_for(what, lambda q=query, least=minimum: len(platform.prometheus(q)) >= least, timeout=90, interval=2)
 
 
 # --- the shipper's own pieces, without a platform ----------------------------------------------------------------
@@ -316,15 +366,22 @@ STATS_EXPORTER = REPO / "platform" / "logging" / "rsyslog" / "stats_exporter.py"
 def shipper_env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "logs").mkdir()
     (tmp_path / "state").mkdir()
-    return {**os.environ, "VIGIE_LOG_DIR": str(tmp_path / "logs"), "VIGIE_SHIPPER_STATE": str(tmp_path / "state"),
-            "VIGIE_HOST": "127.0.0.1", "VIGIE_OPENSEARCH_PORT": "9200", "VIGIE_SHIPPER_STATS": str(STATS_EXPORTER),
-            "VIGIE_METRICS_DIR": str(tmp_path)}
+    return {
+        **os.environ,
+        "VIGIE_LOG_DIR": str(tmp_path / "logs"),
+        "VIGIE_SHIPPER_STATE": str(tmp_path / "state"),
+        "VIGIE_HOST": "127.0.0.1",
+        "VIGIE_OPENSEARCH_PORT": "9200",
+        "VIGIE_SHIPPER_STATS": str(STATS_EXPORTER),
+        "VIGIE_METRICS_DIR": str(tmp_path),
+    }
 
 
 def test_shipper_configuration_is_valid_for_rsyslog(tmp_path: Path):
     env = shipper_env(tmp_path)
-    check = subprocess.run(["rsyslogd", "-N1", "-f", str(SHIPPER_CONF)], env=env, capture_output=True, text=True,
-                           timeout=60)
+    check = subprocess.run(
+        ["rsyslogd", "-N1", "-f", str(SHIPPER_CONF)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     # The check can fail: a misspelt parameter is refused.
     broken = tmp_path / "broken.conf"
@@ -338,13 +395,21 @@ def test_stats_exporter_turns_impstats_into_valid_prometheus_metrics(tmp_path: P
         {"name": "lines_read", "origin": "dynstats.bucket", "values": {"order": 42, "gateway": 7}},
         {"name": "opensearch", "origin": "core.action", "processed": 40, "failed": 0, "suspended": 1},
         {"name": "opensearch queue", "origin": "core.queue", "size": 5, "discarded.full": 0, "discarded.nf": 2},
-        {"name": "omelasticsearch", "origin": "omelasticsearch", "submitted": 40, "failed.http": 1,
-         "failed.httprequests": 1, "failed.checkConn": 13, "failed.es": 0},
+        {
+            "name": "omelasticsearch",
+            "origin": "omelasticsearch",
+            "submitted": 40,
+            "failed.http": 1,
+            "failed.httprequests": 1,
+            "failed.checkConn": 13,
+            "failed.es": 0,
+        },
         {"name": "resource-usage", "origin": "impstats", "utime": 1},
     ]
     stdin = "\n".join(json.dumps(stat) for stat in impstats) + "\nnot json\n"
-    run = subprocess.run([str(STATS_EXPORTER), "--metrics-dir", str(tmp_path)], input=stdin, capture_output=True,
-                         text=True, timeout=30)
+    run = subprocess.run(
+        [str(STATS_EXPORTER), "--metrics-dir", str(tmp_path)], input=stdin, capture_output=True, text=True, timeout=30
+    )
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "log_shipper.prom").read_text()
     assert 'rsyslog_lines_read_total{service="order"} 42' in text
@@ -356,6 +421,11 @@ def test_stats_exporter_turns_impstats_into_valid_prometheus_metrics(tmp_path: P
     promtool = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
     # A metrics directory that does not exist is refused with a message.
-    refused = subprocess.run([str(STATS_EXPORTER), "--metrics-dir", str(tmp_path / "absent")], input="",
-                             capture_output=True, text=True, timeout=30)
+    refused = subprocess.run(
+        [str(STATS_EXPORTER), "--metrics-dir", str(tmp_path / "absent")],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert refused.returncode == 2 and "--metrics-dir" in refused.stderr

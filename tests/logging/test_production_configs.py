@@ -9,7 +9,6 @@ where installed, the real Jaeger binary when it has been built, and the shared m
 from __future__ import annotations
 
 import copy
-import glob
 import json
 import os
 import re
@@ -39,10 +38,18 @@ VENV_BIN = Path(sys.executable).parent
 K8S_VERSION = "1.33.0"
 SERVICES = ("gateway", "user", "order")
 
-YAML_FILES = [TRACING / "jaeger-local.yaml", TRACING / "jaeger-production.yaml", TRACING / "kustomization.yaml",
-              LOGGING / "filebeat/filebeat.yml", LOGGING / "filebeat/kustomization.yaml",
-              LOGSTASH / "logstash.yml", LOGSTASH / "pipelines.yml", COMPOSE,
-              *sorted((K8S / "logging").glob("*.yaml")), *sorted((K8S / "tracing").glob("*.yaml"))]
+YAML_FILES = [
+    TRACING / "jaeger-local.yaml",
+    TRACING / "jaeger-production.yaml",
+    TRACING / "kustomization.yaml",
+    LOGGING / "filebeat/filebeat.yml",
+    LOGGING / "filebeat/kustomization.yaml",
+    LOGSTASH / "logstash.yml",
+    LOGSTASH / "pipelines.yml",
+    COMPOSE,
+    *sorted((K8S / "logging").glob("*.yaml")),
+    *sorted((K8S / "tracing").glob("*.yaml")),
+]
 JSON_FILES = [ES / "vigie-logs-policy.json", ES / "vigie-logs-ilm.component.json"]
 
 
@@ -75,8 +82,10 @@ def test_yamllint():
     yamllint = VENV_BIN / "yamllint"
     if not yamllint.exists():
         pytest.skip("yamllint not installed in the venv (PyPI yamllint)")
-    config = ("{extends: default, rules: {line-length: {max: 120}, document-start: disable, "
-              "truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}, braces: {max-spaces-inside: 1}}}")
+    config = (
+        "{extends: default, rules: {line-length: {max: 120}, document-start: disable, "
+        "truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}, braces: {max-spaces-inside: 1}}}"
+    )
     # The compose file is shared with other components (and has older long lines): linted by its own tests.
     result = run(str(yamllint), "-s", "-d", config, *(str(p) for p in YAML_FILES if p != COMPOSE))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -200,8 +209,16 @@ def flatten(settings: dict, prefix: str = "") -> dict:
     return out
 
 
-@pytest.mark.parametrize("args", [["--bogus"], ["--elasticsearch", "ftp://es:9200"], ["--kibana", "kibana:5601"],
-                                  ["--elasticsearch", "http://elastic:secret@es:9200"], ["--wait", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus"],
+        ["--elasticsearch", "ftp://es:9200"],
+        ["--kibana", "kibana:5601"],
+        ["--elasticsearch", "http://elastic:secret@es:9200"],
+        ["--wait", "0"],
+    ],
+)
 def test_setup_refuses_bad_arguments(args):
     result = run(sys.executable, str(SETUP), *args)
     assert result.returncode == 2, f"{args}: exit {result.returncode}\n{result.stderr}"
@@ -280,16 +297,21 @@ def test_setup_installs_everything_and_is_idempotent(fake_elastic):
     if not SHARED_TEMPLATE.exists():
         pytest.skip("no shared template yet")
     fake = fake_elastic()
-    env = setup_env(ELASTIC_PASSWORD="pw-elastic", KIBANA_SYSTEM_PASSWORD="pw-kibana",
-                    LOGSTASH_WRITER_PASSWORD="pw-logstash")
+    env = setup_env(
+        ELASTIC_PASSWORD="pw-elastic", KIBANA_SYSTEM_PASSWORD="pw-kibana", LOGSTASH_WRITER_PASSWORD="pw-logstash"
+    )
     args = [sys.executable, str(SETUP), "--elasticsearch", fake.url, "--kibana", fake.url, "--wait", "10"]
     first = run(*args, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     calls = [(m, p) for m, p, _, _ in fake.requests]
-    for expected in [("PUT", "/_ilm/policy/vigie-logs-policy"), ("PUT", "/_component_template/vigie-logs-ilm"),
-                     ("PUT", "/_index_template/vigie-logs"), ("POST", "/_security/user/kibana_system/_password"),
-                     ("PUT", "/_security/user/vigie_logstash"),
-                     ("POST", "/api/saved_objects/_import?overwrite=true")]:
+    for expected in [
+        ("PUT", "/_ilm/policy/vigie-logs-policy"),
+        ("PUT", "/_component_template/vigie-logs-ilm"),
+        ("PUT", "/_index_template/vigie-logs"),
+        ("POST", "/_security/user/kibana_system/_password"),
+        ("PUT", "/_security/user/vigie_logstash"),
+        ("POST", "/api/saved_objects/_import?overwrite=true"),
+    ]:
         assert expected in calls, f"{expected} not sent; sent {calls}"
     order = [p for _, p in calls]
     assert order.index("/_component_template/vigie-logs-ilm") < order.index("/_index_template/vigie-logs")
@@ -301,8 +323,10 @@ def test_setup_installs_everything_and_is_idempotent(fake_elastic):
     headers = {k.lower(): v for k, v in headers.items()}
     assert headers.get("kbn-xsrf") and headers["content-type"].startswith("multipart/form-data")
     assert NDJSON.read_bytes() in body
-    assert all(dict((k.lower(), v) for k, v in h.items()).get("authorization", "").startswith("Basic ")
-               for _, _, h, _ in fake.requests)
+    assert all(
+        dict((k.lower(), v) for k, v in h.items()).get("authorization", "").startswith("Basic ")
+        for _, _, h, _ in fake.requests
+    )
     assert "pw-" not in first.stdout + first.stderr, "a password was printed"
     # Second run: the same requests again, nothing else (every step is a PUT or an overwrite).
     count = len(fake.requests)
@@ -460,12 +484,24 @@ def test_jaeger_local_runs_and_answers(tmp_path):
     binary = jaeger_binary()
     import requests
 
-    ports = {name: str(free_port()) for name in ("VIGIE_OTLP_GRPC_PORT", "VIGIE_OTLP_HTTP_PORT",
-                                                 "VIGIE_JAEGER_QUERY_PORT", "VIGIE_JAEGER_QUERY_GRPC_PORT",
-                                                 "VIGIE_JAEGER_HEALTH_PORT", "VIGIE_JAEGER_METRICS_PORT")}
+    ports = {
+        name: str(free_port())
+        for name in (
+            "VIGIE_OTLP_GRPC_PORT",
+            "VIGIE_OTLP_HTTP_PORT",
+            "VIGIE_JAEGER_QUERY_PORT",
+            "VIGIE_JAEGER_QUERY_GRPC_PORT",
+            "VIGIE_JAEGER_HEALTH_PORT",
+            "VIGIE_JAEGER_METRICS_PORT",
+        )
+    }
     env = {**os.environ, **ports, "VIGIE_JAEGER_DATA": str(tmp_path / "badger")}
-    proc = subprocess.Popen([binary, f"--config=file:{TRACING / 'jaeger-local.yaml'}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "jaeger.log", "w"))
+    proc = subprocess.Popen(
+        [binary, f"--config=file:{TRACING / 'jaeger-local.yaml'}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "jaeger.log", "w"),
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -519,7 +555,8 @@ def test_k8s_base_builds_and_validates(base, tmp_path):
     for doc in docs:
         spec = doc.get("spec", {})
         pod = spec.get("template", {}).get("spec") or spec.get("jobTemplate", {}).get("spec", {}).get(
-            "template", {}).get("spec")
+            "template", {}
+        ).get("spec")
         for container in (pod or {}).get("containers", []):
             assert ":" in container["image"] and not container["image"].endswith(":latest")
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -544,9 +581,20 @@ def test_filebeat_ships_only_vigie_containers_to_logstash():
 
 
 # ------------------------------------------------------------------------------------------------ compose
-COMPOSE_SECRETS = ["POSTGRES_PASSWORD", "USERS_OWNER_PASSWORD", "USERS_APP_PASSWORD", "ORDERS_OWNER_PASSWORD",
-                   "ORDERS_APP_PASSWORD", "MONITOR_PASSWORD", "ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-                   "VAULT_DEV_ROOT_TOKEN", "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "LOGSTASH_WRITER_PASSWORD"]
+COMPOSE_SECRETS = [
+    "POSTGRES_PASSWORD",
+    "USERS_OWNER_PASSWORD",
+    "USERS_APP_PASSWORD",
+    "ORDERS_OWNER_PASSWORD",
+    "ORDERS_APP_PASSWORD",
+    "MONITOR_PASSWORD",
+    "ADMIN_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "VAULT_DEV_ROOT_TOKEN",
+    "ELASTIC_PASSWORD",
+    "KIBANA_SYSTEM_PASSWORD",
+    "LOGSTASH_WRITER_PASSWORD",
+]
 
 
 def compose(*args: str) -> subprocess.CompletedProcess[str]:
@@ -567,8 +615,10 @@ def test_compose_logging_and_tracing_come_from_platform():
     services = config["services"]
     logging = {name for name, s in services.items() if "logging" in s["profiles"] and "core" not in s["profiles"]}
     assert logging == {"elasticsearch", "elasticsearch-setup", "logstash", "filebeat", "kibana"}
-    mounts = {name: [v["source"] if isinstance(v, dict) else v.split(":")[0] for v in s.get("volumes", [])]
-              for name, s in services.items()}
+    mounts = {
+        name: [v["source"] if isinstance(v, dict) else v.split(":")[0] for v in s.get("volumes", [])]
+        for name, s in services.items()
+    }
     assert str(LOGGING / "logstash/pipeline") in mounts["logstash"]
     assert str(ROOT / "platform") in mounts["filebeat"] and str(ROOT / "platform") in mounts["jaeger"]
     assert "platform/tracing/jaeger-local.yaml" in " ".join(services["jaeger"]["command"])
@@ -600,9 +650,18 @@ LOGSTASH_DOCUMENT = {
     "ecs": {"version": "8.0.0"},
     "tags": ["beats_input_codec_plain_applied"],
 }
-EXPECTED_TYPES = {"@timestamp": "date", "log.level": "keyword", "service.name": "keyword", "message": "text",
-                  "trace.id": "keyword", "http.response.status_code": "long", "event.duration": "long",
-                  "url.path": "keyword", "service.environment": "keyword", "event.dataset": "keyword"}
+EXPECTED_TYPES = {
+    "@timestamp": "date",
+    "log.level": "keyword",
+    "service.name": "keyword",
+    "message": "text",
+    "trace.id": "keyword",
+    "http.response.status_code": "long",
+    "event.duration": "long",
+    "url.path": "keyword",
+    "service.environment": "keyword",
+    "event.dataset": "keyword",
+}
 
 
 def test_shared_template_indexes_a_logstash_document(logs_template):
@@ -617,7 +676,8 @@ def test_shared_template_indexes_a_logstash_document(logs_template):
     mapping = session.get(f"{base}/{index}/_mapping/field/{','.join(EXPECTED_TYPES)}", timeout=30).json()[index]
     types = {field: next(iter(m["mapping"].values()))["type"] for field, m in mapping["mappings"].items()}
     assert types == EXPECTED_TYPES
-    hit = session.get(f"{base}/{index}/_search", params={"q": 'trace.id:"4bf92f3577b34da6a3ce929d0e0e4736"'},
-                      timeout=30).json()
+    hit = session.get(
+        f"{base}/{index}/_search", params={"q": 'trace.id:"4bf92f3577b34da6a3ce929d0e0e4736"'}, timeout=30
+    ).json()
     assert hit["hits"]["total"]["value"] == 1
     session.delete(f"{base}/{index}", timeout=30)

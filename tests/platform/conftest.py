@@ -146,8 +146,14 @@ class ListeningProcess:
 def smtp_sink(tmp_path):
     maildir = tmp_path / "mail"
     sink = ListeningProcess(
-        [tool(SYSTEM_PYTHON), str(PLATFORM / "notify" / "smtp_sink.py"), "--listen", "127.0.0.1:0",
-         "--maildir", str(maildir)]
+        [
+            tool(SYSTEM_PYTHON),
+            str(PLATFORM / "notify" / "smtp_sink.py"),
+            "--listen",
+            "127.0.0.1:0",
+            "--maildir",
+            str(maildir),
+        ]
     )
     sink.maildir = maildir
     yield sink

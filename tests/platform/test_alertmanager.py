@@ -11,7 +11,6 @@ import time
 
 import pytest
 import requests
-
 from conftest import PLATFORM, alerting_rules, assert_ok, free_port, load_yaml, render, run, tool, wait_until
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
@@ -35,8 +34,15 @@ def test_config_is_valid(rendered):
 )
 def test_routing_tree(rendered, labels, receivers):
     result = run(
-        [tool("amtool"), "config", "routes", "test", f"--config.file={rendered / 'alertmanager.yml'}",
-         f"--verify.receivers={receivers}", *labels]
+        [
+            tool("amtool"),
+            "config",
+            "routes",
+            "test",
+            f"--config.file={rendered / 'alertmanager.yml'}",
+            f"--verify.receivers={receivers}",
+            *labels,
+        ]
     )
     assert_ok(result)
     assert result.stdout.strip() == receivers
@@ -85,13 +91,21 @@ def test_live_routing_and_inhibition_reach_the_sinks(tmp_path, smtp_sink, slack_
         VIGIE_ALERTMANAGER_PORT=str(am_port),
     )
     am = subprocess.Popen(
-        [tool(ALERTMANAGER), f"--config.file={config_dir / 'alertmanager.yml'}",
-         f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-         "--cluster.listen-address=", "--log.level=warn"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            tool(ALERTMANAGER),
+            f"--config.file={config_dir / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{am_port}"
     try:
+
         def ready():
             if am.poll() is not None:
                 pytest.fail(f"alertmanager exited {am.returncode}:\n{am.stdout.read()}")

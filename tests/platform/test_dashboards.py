@@ -40,7 +40,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PLATFORM, REPO, RULES_DIR, load_yaml, run, tool
 
 sys.path.insert(0, str(REPO / "tests" / "system"))
@@ -71,8 +70,10 @@ except ImportError:  # a missing SDK fails every test that needs it, with the re
 
 def require_sdk() -> None:
     if sdk_dashboard is None:
-        pytest.fail("grafana-foundation-sdk is missing from this interpreter: run tools/install-deps.sh "
-                    "--python-only and use .cache/venv/bin/pytest")
+        pytest.fail(
+            "grafana-foundation-sdk is missing from this interpreter: run tools/install-deps.sh "
+            "--python-only and use .cache/venv/bin/pytest"
+        )
 
 
 def load_dashboards() -> dict[str, dict]:
@@ -153,8 +154,11 @@ def _type_errors(value, hint, path: str) -> list[str]:
         if not isinstance(value, dict):
             return [f"{path}: expected an object, got {value!r}"]
         key_hint, value_hint = typing.get_args(hint)
-        return [e for k, v in value.items()
-                for e in _type_errors(k, key_hint, f"{path}.<key>") + _type_errors(v, value_hint, f"{path}.{k}")]
+        return [
+            e
+            for k, v in value.items()
+            for e in _type_errors(k, key_hint, f"{path}.<key>") + _type_errors(v, value_hint, f"{path}.{k}")
+        ]
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             hint(value)
@@ -198,8 +202,10 @@ def _typed_errors(data: dict) -> list[str]:
     errors = []
     back = json.loads(json.dumps(model, cls=JSONEncoder))
     if back != data:
-        errors.append("does not survive decoding and encoding through the SDK model (a key or value the model "
-                      f"does not know):\n{_first_difference(data, back)}")
+        errors.append(
+            "does not survive decoding and encoding through the SDK model (a key or value the model "
+            f"does not know):\n{_first_difference(data, back)}"
+        )
     errors += _object_errors(model, "dashboard")
     for panel in model.panels or []:
         if isinstance(panel, sdk_dashboard.RowPanel):
@@ -241,7 +247,7 @@ def _first_difference(expected, got, path: str = "") -> str:
     if isinstance(expected, list):
         if len(expected) != len(got):
             return f"{path}: {len(expected)} items became {len(got)}"
-        for index, (a, b) in enumerate(zip(expected, got)):
+        for index, (a, b) in enumerate(zip(expected, got, strict=True)):
             if a != b:
                 return _first_difference(a, b, f"{path}/{index}")
     return f"{path}: {expected!r} became {got!r}"
@@ -307,18 +313,32 @@ def test_dashboards_cover_what_the_issue_asks():
     dashboards = load_dashboards()
     for service in SERVICES:
         exprs = _exprs(dashboards[f"service-{service}.json"])
-        wanted = ["service:http_server_requests:rate1m", "http_server_requests_5xx", "p50_rate1m", "p95_rate1m",
-                  "p99_rate1m", "http_server_active_requests", "process_cpu_seconds", "process_resident_memory_bytes",
-                  "process_start_time_seconds", "service_ready"]
+        wanted = [
+            "service:http_server_requests:rate1m",
+            "http_server_requests_5xx",
+            "p50_rate1m",
+            "p95_rate1m",
+            "p99_rate1m",
+            "http_server_active_requests",
+            "process_cpu_seconds",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "service_ready",
+        ]
         if service != "gateway":
             wanted += ["db_pool_connections", "db_pool_waiting", "db_pool_wait_duration", "db_query_duration"]
         missing = [w for w in wanted if w not in exprs]
         assert not missing, f"service-{service}.json lacks {missing}"
         assert f'service="{service}"' in exprs and not any(
-            f'service="{other}"' in exprs for other in SERVICES if other != service)
+            f'service="{other}"' in exprs for other in SERVICES if other != service
+        )
     overview = _exprs(dashboards["overview.json"])
-    for wanted in ("slo:period_error_budget_remaining:ratio", "slo:sli_error:ratio_rate30d",
-                   'ALERTS{alertstate="firing"}', 'service=~"gateway|user|order"'):
+    for wanted in (
+        "slo:period_error_budget_remaining:ratio",
+        "slo:sli_error:ratio_rate30d",
+        'ALERTS{alertstate="firing"}',
+        'service=~"gateway|user|order"',
+    ):
         assert wanted in overview, wanted
     postgres = _exprs(dashboards["postgres.json"])
     for wanted in ("pg_up", "pg_stat_activity_count", "pg_stat_database_xact_commit", "pg_long_running_queries"):
@@ -335,8 +355,13 @@ def test_every_query_parses(tmp_path):
         variables = {v["name"]: "placeholder" for v in dashboard["templating"]["list"]}
         exprs = [a["expr"] for a in dashboard["annotations"]["list"] if a.get("expr")]
         exprs += [t["expr"] for p in panels(dashboard) for t in p.get("targets", [])]
-        rules += [{"record": f"dashboard_check:{name.removesuffix('.json').replace('-', '_')}:{i}",
-                   "expr": _substitute(expr, variables)} for i, expr in enumerate(exprs)]
+        rules += [
+            {
+                "record": f"dashboard_check:{name.removesuffix('.json').replace('-', '_')}:{i}",
+                "expr": _substitute(expr, variables),
+            }
+            for i, expr in enumerate(exprs)
+        ]
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(json.dumps({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
     result = run([tool("promtool"), "check", "rules", str(path)])
@@ -344,8 +369,13 @@ def test_every_query_parses(tmp_path):
 
 
 def test_recording_rules_used_by_panels_exist():
-    recorded = {rule["record"] for path in RULES_DIR.glob("*.yml") for group in load_yaml(path)["groups"]
-                for rule in group["rules"] if "record" in rule}
+    recorded = {
+        rule["record"]
+        for path in RULES_DIR.glob("*.yml")
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
     used_anywhere: set[str] = set()
     for name, dashboard in load_dashboards().items():
         used = set(re.findall(r"\b[a-z_]+:[a-z0-9_:]+\b", _exprs(dashboard)))
@@ -391,6 +421,7 @@ def test_dashboard_provisioning_points_at_the_generated_files():
 # Live: every query against the running platform
 # ---------------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class LiveStack:
     state: Path
@@ -402,22 +433,34 @@ class LiveStack:
 
     def vigie_local(self, *args: str) -> subprocess.CompletedProcess:
         # `up` starts OpenSearch's JVM: slow on a busy 2-core machine (VIGIE_UP_TIMEOUT below)
-        return subprocess.run([str(VIGIE_LOCAL), *args], env=self.env, capture_output=True, text=True,
-                              timeout=420, stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            [str(VIGIE_LOCAL), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=420,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="module")
 def live_stack():
     missing = [f"services/{s}/{s}" for s in SERVICES if not os.access(BUILD_DIR / "services" / s / s, os.X_OK)]
     if missing:
-        pytest.fail(f"the live dashboard test needs the service binaries, missing in {BUILD_DIR}: {missing}. "
-                    "Build them: cmake --preset release && cmake --build --preset release -j2")
+        pytest.fail(
+            f"the live dashboard test needs the service binaries, missing in {BUILD_DIR}: {missing}. "
+            "Build them: cmake --preset release && cmake --build --preset release -j2"
+        )
     # Under /tmp: PostgreSQL runs as the postgres user and must traverse the path.
     state = Path(tempfile.mkdtemp(prefix="vigie-dashboards-", dir="/tmp"))
     state.chmod(0o755)
     ports = local_platform_ports(free_opensearch_port())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_") and k not in ("DATABASE_URL",
-                                                                                            "DATABASE_URL_FILE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("VIGIE_") and k not in ("DATABASE_URL", "DATABASE_URL_FILE")
+    }
     env.update({"VIGIE_STATE_DIR": str(state), "VIGIE_BUILD_DIR": str(BUILD_DIR)})
     # The whole platform, as `make up` runs it: the pipelines dashboard needs the log and trace pipelines.
     env.update({"VIGIE_LOGGING": "on", "VIGIE_TRACING": "on", "VIGIE_UP_TIMEOUT": "300"})
@@ -445,7 +488,7 @@ class Traffic:
         self.counts: dict[str, int] = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         self.thread.start()
         return self
 
@@ -468,29 +511,35 @@ class Traffic:
         while not self.stop.is_set():
             email = f"dash-{uuid.uuid4().hex[:12]}@example.com"
             password = "correct horse battery staple"
-            created = self._call("POST", "/api/v1/users", json={"email": email, "password": password,
-                                                                 "name": "Dashboard Test"})
+            created = self._call(
+                "POST", "/api/v1/users", json={"email": email, "password": password, "name": "Dashboard Test"}
+            )
             login = self._call("POST", "/api/v1/auth/login", json={"email": email, "password": password})
             self._call("POST", "/api/v1/auth/login", json={"email": email, "password": "wrong password!"})
             self._call("POST", "/api/v1/users", json={"email": "not an address"})
             self._call("GET", "/api/v1/orders")
-            if not (created is not None and created.status_code == 201 and login is not None
-                    and login.status_code == 200):
+            if not (
+                created is not None and created.status_code == 201 and login is not None and login.status_code == 200
+            ):
                 self.stop.wait(0.2)
                 continue
             user_id = created.json()["id"]
             auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
             self._call("GET", f"/api/v1/users/{user_id}", headers=auth)
             for _ in range(2):
-                order = self._call("POST", "/api/v1/orders",
-                                   headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
-                                   json={"items": [{"sku": "TEA-1", "quantity": 2, "unit_price_cents": 350}]})
+                order = self._call(
+                    "POST",
+                    "/api/v1/orders",
+                    headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+                    json={"items": [{"sku": "TEA-1", "quantity": 2, "unit_price_cents": 350}]},
+                )
                 if order is not None and order.status_code == 201:
                     order_id = order.json()["id"]
                     self._call("GET", f"/api/v1/orders/{order_id}", headers=auth)
                     self._call("POST", f"/api/v1/orders/{order_id}/status", headers=auth, json={"status": "paid"})
-                    self._call("POST", f"/api/v1/orders/{order_id}/status", headers=auth,
-                               json={"status": "pending"})  # 409: not a move of the state machine
+                    self._call(
+                        "POST", f"/api/v1/orders/{order_id}/status", headers=auth, json={"status": "pending"}
+                    )  # 409: not a move of the state machine
             self._call("GET", "/api/v1/orders", headers=auth)
             self._call("GET", f"/api/v1/orders/{uuid.uuid4()}", headers=auth)
             self._call("GET", f"/api/v1/users/{user_id}/summary", headers=auth)
@@ -564,8 +613,11 @@ def test_every_panel_query_returns_data(live_stack: LiveStack):
     # The provisioned data source, with the URL the launcher would give Grafana.
     prometheus = Prometheus(datasource["url"].replace("$PROMETHEUS_URL", live_stack.url("VIGIE_PROMETHEUS_PORT")))
     for service in SERVICES:
-        faults = requests.post(live_stack.url(f"VIGIE_{service.upper()}_ADMIN_PORT", "/admin/faults"),
-                               json={"error_ratio": 0.05}, timeout=10)
+        faults = requests.post(
+            live_stack.url(f"VIGIE_{service.upper()}_ADMIN_PORT", "/admin/faults"),
+            json={"error_ratio": 0.05},
+            timeout=10,
+        )
         assert faults.status_code == 200, f"{service}: POST /admin/faults answered {faults.status_code} {faults.text}"
 
     dashboards = load_dashboards()
@@ -580,10 +632,16 @@ def test_every_panel_query_returns_data(live_stack: LiveStack):
                 if len(variables) < len(names):
                     pending[f"{name}: variables {names}"] = "a variable query found no value"
                     continue
-                queries = [Query(name, "annotation " + a["name"], "-", a["expr"])
-                           for a in dashboard["annotations"]["list"] if a.get("expr")]
-                queries += [Query(name, p["title"], t["refId"], t["expr"])
-                            for p in panels(dashboard) for t in p.get("targets", [])]
+                queries = [
+                    Query(name, "annotation " + a["name"], "-", a["expr"])
+                    for a in dashboard["annotations"]["list"]
+                    if a.get("expr")
+                ]
+                queries += [
+                    Query(name, p["title"], t["refId"], t["expr"])
+                    for p in panels(dashboard)
+                    for t in p.get("targets", [])
+                ]
                 for q in queries:
                     expr = _substitute(q.expr, variables)
                     assert "$" not in expr, f"{q.dashboard} / {q.panel} {q.ref}: unsubstituted variable in {expr!r}"
@@ -594,5 +652,7 @@ def test_every_panel_query_returns_data(live_stack: LiveStack):
                 break
             time.sleep(3)
     assert traffic.counts.get("2xx", 0) > 0, f"no request succeeded through the gateway: {traffic.counts}"
-    assert not pending, (f"{len(pending)} panel queries without data after {LIVE_DEADLINE} s of traffic "
-                         f"({traffic.counts}):\n" + "\n".join(f"  [{why}] {what}" for what, why in pending.items()))
+    assert not pending, (
+        f"{len(pending)} panel queries without data after {LIVE_DEADLINE} s of traffic "
+        f"({traffic.counts}):\n" + "\n".join(f"  [{why}] {what}" for what, why in pending.items())
+    )

@@ -10,7 +10,6 @@ import subprocess
 from email.message import EmailMessage
 
 import requests
-
 from conftest import PLATFORM, SYSTEM_PYTHON, tool
 
 
@@ -60,7 +59,7 @@ def test_slack_sink_records_each_payload_as_one_json_line(slack_sink):
     base = f"http://{slack_sink.host}:{slack_sink.port}"
     payloads = [
         {"channel": "#vigie-alerts", "attachments": [{"title": "[FIRING:1] ServiceDown · user", "text": "a\nb"}]},
-        {"text": "accents é and quotes \" survive"},
+        {"text": 'accents é and quotes " survive'},
     ]
     for payload in payloads:
         response = requests.post(f"{base}/slack", json=payload, timeout=5)

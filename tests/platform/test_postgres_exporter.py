@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PLATFORM, assert_ok, free_port, run, tool, wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -36,11 +35,31 @@ def cluster():
         shutil.chown(base, "postgres")
     data, port = base / "data", free_port()
     pg_ctl = tool(str(PG_BIN / "pg_ctl"))
-    assert_ok(run(as_cluster_owner([tool(str(PG_BIN / "initdb")), "-D", str(data), "-U", "postgres", "-A", "trust",
-                                    "--no-sync", "--no-instructions"]), timeout=60))
+    assert_ok(
+        run(
+            as_cluster_owner(
+                [
+                    tool(str(PG_BIN / "initdb")),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "--no-instructions",
+                ]
+            ),
+            timeout=60,
+        )
+    )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    assert_ok(run(as_cluster_owner([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"]),
-                  timeout=60))
+    assert_ok(
+        run(
+            as_cluster_owner([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"]),
+            timeout=60,
+        )
+    )
     try:
         yield {"port": port, "pg_ctl": pg_ctl, "data": data}
     finally:
@@ -61,14 +80,22 @@ def test_custom_queries_report_long_running_statements_and_pg_up(cluster):
     env = dict(os.environ, DATA_SOURCE_NAME=dsn, PG_EXPORTER_EXTEND_QUERY_PATH=str(QUERIES))
     exporter = subprocess.Popen(
         [tool(EXPORTER), f"--web.listen-address=127.0.0.1:{exporter_port}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    sleeper = subprocess.Popen([psql, dsn.replace("/postgres?", "/users?"), "-c", "select pg_sleep(30)"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sleeper = subprocess.Popen(
+        [psql, dsn.replace("/postgres?", "/users?"), "-c", "select pg_sleep(30)"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{exporter_port}/metrics"
-    running = 'pg_long_running_queries_max_seconds{datname="users",server="127.0.0.1:%d"}' % cluster["port"]
-    idle = 'pg_long_running_queries_max_seconds{datname="postgres",server="127.0.0.1:%d"}' % cluster["port"]
+    server = f'server="127.0.0.1:{cluster["port"]}"'
+    running = f'pg_long_running_queries_max_seconds{{datname="users",{server}}}'
+    idle = f'pg_long_running_queries_max_seconds{{datname="postgres",{server}}}'
     try:
+
         def scraped():
             try:
                 values = metrics(url)
@@ -79,9 +106,8 @@ def test_custom_queries_report_long_running_statements_and_pg_up(cluster):
         values = wait_until(scraped, timeout=20, interval=0.5, what=f"{running} >= 1 s")
         assert values["pg_up"] == 1
         assert values[idle] == 0, "a database with nothing running reports 0, not no series"
-        assert 'pg_long_running_queries_count{datname="users",server="127.0.0.1:%d"}' % cluster["port"] in values
-        assert ('pg_long_running_queries_idle_in_transaction_max_seconds{datname="users",server="127.0.0.1:%d"}'
-                % cluster["port"]) in values
+        assert f'pg_long_running_queries_count{{datname="users",{server}}}' in values
+        assert f'pg_long_running_queries_idle_in_transaction_max_seconds{{datname="users",{server}}}' in values
         # Template databases are not reported.
         assert not any(k.startswith("pg_long_running_queries") and 'datname="template' in k for k in values)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import glob
-import re
 import importlib.util
+import re
 
 import pytest
-
 from conftest import (
     PLATFORM,
     RENDER,
@@ -82,11 +81,20 @@ def test_scrape_configuration(rendered):
     assert config["global"]["scrape_interval"] == "5s"
     assert config["global"]["evaluation_interval"] == "5s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"gateway", "user", "order", "node", "postgres", "blackbox", "jaeger", "prometheus",
-                         "alertmanager"}
+    assert set(jobs) == {
+        "gateway",
+        "user",
+        "order",
+        "node",
+        "postgres",
+        "blackbox",
+        "jaeger",
+        "prometheus",
+        "alertmanager",
+    }
     # Jaeger is discovered from a file vigie-local writes only when tracing runs, next to prometheus.yml.
     assert jobs["jaeger"]["file_sd_configs"] == [{"files": ["targets/jaeger.json"], "refresh_interval": "30s"}]
-    for service, (public, admin) in SERVICES.items():
+    for service, (_public, admin) in SERVICES.items():
         [target] = jobs[service]["static_configs"]
         assert target["targets"] == [f"127.0.0.1:{admin}"]
         assert target["labels"] == {"service": service}
@@ -138,8 +146,11 @@ def test_render_print_env_lists_every_default():
 
 def test_blackbox_modules_are_valid():
     result = run(
-        [tool("prometheus-blackbox-exporter"), "--config.check",
-         f"--config.file={PLATFORM / 'prometheus' / 'blackbox.yml'}"]
+        [
+            tool("prometheus-blackbox-exporter"),
+            "--config.check",
+            f"--config.file={PLATFORM / 'prometheus' / 'blackbox.yml'}",
+        ]
     )
     assert_ok(result)
     assert "Config file is ok" in result.stdout + result.stderr

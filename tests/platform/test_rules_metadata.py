@@ -10,7 +10,6 @@ import re
 from collections import defaultdict
 
 import pytest
-
 from conftest import REPO, RULE_TESTS_DIR, RUNBOOKS_DIR, alerting_rules, load_yaml
 
 ALERTS = alerting_rules()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import PLATFORM, REPO, RULES_DIR, assert_ok, load_yaml, run, tool
 
 GENERATE = PLATFORM / "slo" / "generate.py"

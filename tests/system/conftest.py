@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from vigie_stack import ADMIN_EMAIL, PsqlSession, Stack
 
 from vigie_api import ApiClient, Spec, order_body
-from vigie_stack import ADMIN_EMAIL, PsqlSession, Stack
 
 # Figures measured while the session's stack starts, printed in the terminal summary.
 FIGURES: dict[str, str] = {}
@@ -66,10 +66,17 @@ def admin_token(stack, users_api) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin(users_api, orders_api, admin_token) -> "Account":
+def admin(users_api, orders_api, admin_token) -> Account:
     me = users_api.with_token(admin_token)
-    return Account(id=_subject(admin_token), email=ADMIN_EMAIL, password="", name="Administrator",
-                   token=admin_token, users=me, orders=orders_api.with_token(admin_token))
+    return Account(
+        id=_subject(admin_token),
+        email=ADMIN_EMAIL,
+        password="",
+        name="Administrator",
+        token=admin_token,
+        users=me,
+        orders=orders_api.with_token(admin_token),
+    )
 
 
 class Db:
@@ -107,7 +114,7 @@ class Account:
     password: str
     name: str
     token: str
-    users: ApiClient   # the user service, with this account's token
+    users: ApiClient  # the user service, with this account's token
     orders: ApiClient  # the order service, with this account's token
 
 
@@ -131,8 +138,15 @@ def make_account(users_api, orders_api):
         login = users_api.post("/api/v1/auth/login", {"email": email, "password": password})
         assert login.status == 200, login
         token = login.json()["access_token"]
-        return Account(id=created.json()["id"], email=email, password=password, name=name, token=token,
-                       users=users_api.with_token(token), orders=orders_api.with_token(token))
+        return Account(
+            id=created.json()["id"],
+            email=email,
+            password=password,
+            name=name,
+            token=token,
+            users=users_api.with_token(token),
+            orders=orders_api.with_token(token),
+        )
 
     return make
 

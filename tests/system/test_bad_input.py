@@ -96,8 +96,17 @@ def test_sign_up_refuses_bad_bodies(users_api, db, body, status):
     assert db.counts() == before, "nothing may be persisted"
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "application/jsonx", "application/json-patch+json", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+        "application/json-patch+json",
+        "multipart/form-data",
+    ],
+)
 def test_sign_up_refuses_other_media_types(users_api, db, content_type):
     before = db.counts()
     headers = {"Content-Type": content_type} if content_type else {}
@@ -108,9 +117,13 @@ def test_sign_up_refuses_other_media_types(users_api, db, content_type):
 
 def test_json_with_charset_and_brackets_inside_strings_is_fine(users_api):
     # The nesting pre-check must ignore brackets in strings; a charset parameter is allowed.
-    name = "[[[[[[[[[[[[[[[[[[[[{{{{{{{{{{{{{{{{{{{{ \\\" ]]"
-    reply = users_api.request("POST", "/api/v1/users", data=json.dumps(sign_up(name=name)).encode(),
-                              headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    name = '[[[[[[[[[[[[[[[[[[[[{{{{{{{{{{{{{{{{{{{{ \\" ]]'
+    reply = users_api.request(
+        "POST",
+        "/api/v1/users",
+        data=json.dumps(sign_up(name=name)).encode(),
+        headers={"Content-Type": "Application/JSON; charset=utf-8"},
+    )
     assert reply.status == 201, reply
     assert reply.json()["name"] == name
 
@@ -151,8 +164,9 @@ LOGIN_CASES = [
 
 @pytest.mark.parametrize("body,status", [(b, s) for _, b, s in LOGIN_CASES], ids=[c[0] for c in LOGIN_CASES])
 def test_login_refuses_bad_bodies(users_api, body, status):
-    reply = users_api.request("POST", "/api/v1/auth/login", data=_raw(body),
-                              headers={"Content-Type": "application/json"})
+    reply = users_api.request(
+        "POST", "/api/v1/auth/login", data=_raw(body), headers={"Content-Type": "application/json"}
+    )
     assert reply.status == status, reply
 
 
@@ -178,15 +192,17 @@ PATCH_CASES = [
 def test_patch_refuses_bad_bodies_and_changes_nothing(victim, db, body, status):
     row = f"SELECT email, name, role, password_hash, updated_at FROM users WHERE id = '{victim.id}'"
     before = db.value("users", row)
-    reply = victim.users.request("PATCH", f"/api/v1/users/{victim.id}", data=_raw(body),
-                                  headers={"Content-Type": "application/json"})
+    reply = victim.users.request(
+        "PATCH", f"/api/v1/users/{victim.id}", data=_raw(body), headers={"Content-Type": "application/json"}
+    )
     assert reply.status == status, reply
     assert db.value("users", row) == before
 
 
 def test_patch_with_a_wrong_media_type_is_415(victim):
-    reply = victim.users.request("PATCH", f"/api/v1/users/{victim.id}", data=b'{"name":"x"}',
-                                  headers={"Content-Type": "text/plain"})
+    reply = victim.users.request(
+        "PATCH", f"/api/v1/users/{victim.id}", data=b'{"name":"x"}', headers={"Content-Type": "text/plain"}
+    )
     assert reply.status == 415, reply
 
 
@@ -219,7 +235,7 @@ ORDER_CASES = [
     ("quantity-int64-max", {"items": [item(quantity=2**63 - 1)]}, 400),
     ("quantity-uint64-max", {"items": [item(quantity=2**64 - 1)]}, 400),
     ("quantity-beyond-uint64", {"items": [item(quantity=2**70)]}, 400),
-    ("quantity-int64-min", {"items": [item(quantity=-2**63)]}, 400),
+    ("quantity-int64-min", {"items": [item(quantity=-(2**63))]}, 400),
     ("quantity-float", {"items": [item(quantity=1.5)]}, 400),
     ("quantity-float-integral", {"items": [item(quantity=1.0)]}, 400),
     ("quantity-string", {"items": [item(quantity="1")]}, 400),
@@ -239,8 +255,12 @@ ORDER_CASES = [
 @pytest.mark.parametrize("body,status", [(b, s) for _, b, s in ORDER_CASES], ids=[c[0] for c in ORDER_CASES])
 def test_order_creation_refuses_bad_bodies(victim, db, body, status):
     before = db.counts()
-    reply = victim.orders.request("POST", "/api/v1/orders", data=_raw(body),
-                                   headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())})
+    reply = victim.orders.request(
+        "POST",
+        "/api/v1/orders",
+        data=_raw(body),
+        headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+    )
     assert reply.status == status, reply
     assert db.counts() == before
 
@@ -263,8 +283,12 @@ def test_order_creation_needs_a_valid_idempotency_key(victim, db, key):
 
 def test_order_creation_with_a_wrong_media_type_is_415(victim, db):
     before = db.counts()
-    reply = victim.orders.request("POST", "/api/v1/orders", data=json.dumps(order_body(("A", 1, 1))),
-                                   headers={"Content-Type": "text/json", "Idempotency-Key": "media"})
+    reply = victim.orders.request(
+        "POST",
+        "/api/v1/orders",
+        data=json.dumps(order_body(("A", 1, 1))),
+        headers={"Content-Type": "text/json", "Idempotency-Key": "media"},
+    )
     assert reply.status == 415, reply
     assert db.counts() == before
 
@@ -289,16 +313,29 @@ def test_status_change_refuses_bad_bodies_and_changes_nothing(victim, place_orde
     order = place_order(victim)
     row = f"SELECT status, updated_at FROM orders WHERE id = '{order['id']}'"
     before = db.value("orders", row)
-    reply = victim.orders.request("POST", f"/api/v1/orders/{order['id']}/status", data=_raw(body),
-                                   headers={"Content-Type": "application/json"})
+    reply = victim.orders.request(
+        "POST", f"/api/v1/orders/{order['id']}/status", data=_raw(body), headers={"Content-Type": "application/json"}
+    )
     assert reply.status == status, reply
     assert db.value("orders", row) == before
 
 
 QUERY_CASES = [
-    "limit=abc", "limit=-1", "limit=0", "limit=101", "limit=1e2", "limit=%2B1", "limit=", "limit=1&limit=2",
-    "limit=99999999999999999999999", "cursor=garbage", "cursor=1'%20OR%20'1'='1", "unknown=1", "user_id=42",
-    "cursor=123_not-a-uuid", "cursor=_" + "0" * 36,
+    "limit=abc",
+    "limit=-1",
+    "limit=0",
+    "limit=101",
+    "limit=1e2",
+    "limit=%2B1",
+    "limit=",
+    "limit=1&limit=2",
+    "limit=99999999999999999999999",
+    "cursor=garbage",
+    "cursor=1'%20OR%20'1'='1",
+    "unknown=1",
+    "user_id=42",
+    "cursor=123_not-a-uuid",
+    "cursor=_" + "0" * 36,
 ]
 
 
@@ -312,6 +349,7 @@ def test_bad_query_parameters_are_400(admin, query):
 
 
 # -- tokens ---------------------------------------------------------------------------------------------------------
+
 
 def bad_tokens(stack, subject: str) -> dict[str, str | None]:
     now_claims = claims_for(subject)
@@ -332,13 +370,13 @@ def bad_tokens(stack, subject: str) -> dict[str, str | None]:
         "not-base64": "Bearer !!!.???.***",
         "garbage": "Bearer " + "x" * 100,
         "oversized": "Bearer " + good + "A" * 5000,
-        "expired": "Bearer " + make_token(stack.jwt_private_key,
-                                          claims_for(subject, issued=int(now_claims["iat"]) - 3600, ttl=600)),
-        "issued-in-the-future": "Bearer " + make_token(stack.jwt_private_key,
-                                                       claims_for(subject, issued=int(now_claims["iat"]) + 3600)),
+        "expired": "Bearer "
+        + make_token(stack.jwt_private_key, claims_for(subject, issued=int(now_claims["iat"]) - 3600, ttl=600)),
+        "issued-in-the-future": "Bearer "
+        + make_token(stack.jwt_private_key, claims_for(subject, issued=int(now_claims["iat"]) + 3600)),
         "wrong-issuer": "Bearer " + make_token(stack.jwt_private_key, claims_for(subject, issuer="evil")),
-        "missing-exp": "Bearer " + make_token(stack.jwt_private_key, {k: v for k, v in now_claims.items()
-                                                                       if k != "exp"}),
+        "missing-exp": "Bearer "
+        + make_token(stack.jwt_private_key, {k: v for k, v in now_claims.items() if k != "exp"}),
         "exp-as-string": "Bearer " + make_token(stack.jwt_private_key, {**now_claims, "exp": str(now_claims["exp"])}),
         "wrong-key": "Bearer " + make_token(stack.other_private_key, now_claims),
         "tampered-role": "Bearer " + ".".join([header, b64({**now_claims, "role": "admin"}), signature]),
@@ -346,16 +384,36 @@ def bad_tokens(stack, subject: str) -> dict[str, str | None]:
         "alg-none": "Bearer " + make_token(None, now_claims, {"alg": "none", "typ": "JWT"}),
         "alg-none-with-signature": "Bearer " + ".".join([b64({"alg": "none"}), payload, signature]),
         "alg-hs256": "Bearer " + ".".join([hs256_header, payload, signature]),
-        "crit-header": "Bearer " + make_token(stack.jwt_private_key, now_claims,
-                                              {"alg": "EdDSA", "crit": ["exp"], "exp": 1}),
+        "crit-header": "Bearer "
+        + make_token(stack.jwt_private_key, now_claims, {"alg": "EdDSA", "crit": ["exp"], "exp": 1}),
         "truncated-signature": f"Bearer {header}.{payload}.{signature[:-4]}",
     }
 
 
-TOKEN_CASES = ["missing", "empty-bearer", "basic-scheme", "no-scheme", "two-segments", "four-segments",
-               "not-base64", "garbage", "oversized", "expired", "issued-in-the-future", "wrong-issuer", "missing-exp",
-               "exp-as-string", "wrong-key", "tampered-role", "tampered-subject", "alg-none",
-               "alg-none-with-signature", "alg-hs256", "crit-header", "truncated-signature"]
+TOKEN_CASES = [
+    "missing",
+    "empty-bearer",
+    "basic-scheme",
+    "no-scheme",
+    "two-segments",
+    "four-segments",
+    "not-base64",
+    "garbage",
+    "oversized",
+    "expired",
+    "issued-in-the-future",
+    "wrong-issuer",
+    "missing-exp",
+    "exp-as-string",
+    "wrong-key",
+    "tampered-role",
+    "tampered-subject",
+    "alg-none",
+    "alg-none-with-signature",
+    "alg-hs256",
+    "crit-header",
+    "truncated-signature",
+]
 
 
 @pytest.fixture(scope="module")
@@ -380,8 +438,9 @@ def test_bad_tokens_are_401_on_both_services(victim_bad_tokens, victim, place_or
         (victim.orders, "POST", f"/api/v1/orders/{order['id']}/status", {"status": "cancelled"}),
     ]
     for client, method, target, body in attempts:
-        reply = client.request(method, target, json_body=body, token=None,
-                               headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+        reply = client.request(
+            method, target, json_body=body, token=None, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
+        )
         assert reply.status == 401, (case, reply)
         assert reply.header("WWW-Authenticate").startswith("Bearer")
     assert db.counts() == before

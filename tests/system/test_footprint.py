@@ -9,7 +9,9 @@ from __future__ import annotations
 
 def test_idle_memory_and_time_to_ready(stack):
     for service in (stack.user, stack.order):
-        print(f"\n{service.name}: ready {service.startup_seconds * 1000:.0f} ms after start, "
-              f"idle RSS {service.idle_rss_kib / 1024:.1f} MiB")
+        print(
+            f"\n{service.name}: ready {service.startup_seconds * 1000:.0f} ms after start, "
+            f"idle RSS {service.idle_rss_kib / 1024:.1f} MiB"
+        )
         assert service.idle_rss_kib < 200 * 1024, "idle resident memory far above what a small service needs"
         assert service.startup_seconds < 10, "start to ready far slower than expected"

@@ -16,8 +16,22 @@ from vigie_api import raw_exchange, read_reply
 READ_TIMEOUT_SECONDS = 2  # HTTP_READ_TIMEOUT the stack runs with (vigie_stack.Stack.service_env)
 
 
-@pytest.mark.parametrize("target", ["/", "/api", "/api/v1", "/api/v2/users", "/api/v1/nope", "/api/v1/users/x/y",
-                                    "/API/V1/USERS", "/metrics", "/healthz", "/admin/faults", "/api/v1/users%2Fx"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/",
+        "/api",
+        "/api/v1",
+        "/api/v2/users",
+        "/api/v1/nope",
+        "/api/v1/users/x/y",
+        "/API/V1/USERS",
+        "/metrics",
+        "/healthz",
+        "/admin/faults",
+        "/api/v1/users%2Fx",
+    ],
+)
 def test_unknown_routes_are_404(stack, spec, target):
     for service in (stack.user, stack.order):
         reply, _, _ = raw_exchange(service.http_port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -25,8 +39,17 @@ def test_unknown_routes_are_404(stack, spec, target):
         spec.check("GET", target, reply)
 
 
-@pytest.mark.parametrize("target", ["/api/v1/users/../users", "/api/v1/users/%2e%2e/users", "/api/v1/./users",
-                                    "//api/v1/users", "/api/v1//users", "/api/v1/orders/%2E%2E/users"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/v1/users/../users",
+        "/api/v1/users/%2e%2e/users",
+        "/api/v1/./users",
+        "//api/v1/users",
+        "/api/v1//users",
+        "/api/v1/orders/%2E%2E/users",
+    ],
+)
 def test_dot_and_empty_segments_never_reach_a_route(stack, spec, target):
     # Raw bytes: HTTP client libraries normalise "//" and dot segments away before sending. Refused (400) or not
     # found (404), never normalised into another route.
@@ -36,15 +59,18 @@ def test_dot_and_empty_segments_never_reach_a_route(stack, spec, target):
         spec.check("GET", target, reply)
 
 
-@pytest.mark.parametrize("service,method,target,allow", [
-    ("user", "PUT", "/api/v1/users", "POST, GET"),
-    ("user", "DELETE", "/api/v1/users", "POST, GET"),
-    ("user", "POST", "/api/v1/users/00000000-0000-0000-0000-000000000000", "GET, PATCH, DELETE"),
-    ("user", "GET", "/api/v1/auth/login", "POST"),
-    ("order", "DELETE", "/api/v1/orders", "POST, GET"),
-    ("order", "PATCH", "/api/v1/orders/00000000-0000-0000-0000-000000000000", "GET"),
-    ("order", "GET", "/api/v1/orders/00000000-0000-0000-0000-000000000000/status", "POST"),
-])
+@pytest.mark.parametrize(
+    "service,method,target,allow",
+    [
+        ("user", "PUT", "/api/v1/users", "POST, GET"),
+        ("user", "DELETE", "/api/v1/users", "POST, GET"),
+        ("user", "POST", "/api/v1/users/00000000-0000-0000-0000-000000000000", "GET, PATCH, DELETE"),
+        ("user", "GET", "/api/v1/auth/login", "POST"),
+        ("order", "DELETE", "/api/v1/orders", "POST, GET"),
+        ("order", "PATCH", "/api/v1/orders/00000000-0000-0000-0000-000000000000", "GET"),
+        ("order", "GET", "/api/v1/orders/00000000-0000-0000-0000-000000000000/status", "POST"),
+    ],
+)
 def test_wrong_methods_are_405_with_allow(users_api, orders_api, service, method, target, allow):
     client = users_api if service == "user" else orders_api
     reply = client.request(method, target, token=None)
@@ -75,8 +101,12 @@ def check_refusal(spec, reply) -> None:
 def test_oversized_headers_are_431(stack, spec, service, db):
     port = stack.user.http_port if service == "user" else stack.order.http_port
     before = db.counts()
-    payload = request_bytes("POST", "/api/v1/users", {"X-Padding": "p" * 9000, "Content-Type": "application/json"},
-                            b'{"email":"big@example.com","password":"long enough","name":"Big"}')
+    payload = request_bytes(
+        "POST",
+        "/api/v1/users",
+        {"X-Padding": "p" * 9000, "Content-Type": "application/json"},
+        b'{"email":"big@example.com","password":"long enough","name":"Big"}',
+    )
     reply, _, closed = raw_exchange(port, payload)
     assert reply is not None and reply.status == 431, reply
     check_refusal(spec, reply)
@@ -99,8 +129,10 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(stack, spec, db, chunked
     before = db.counts()
     body = json.dumps({"email": "huge@example.com", "password": "long enough", "name": "x" * 100_000}).encode()
     if chunked:
-        payload = (b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        payload = (
+            b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        )
     else:
         payload = request_bytes("POST", "/api/v1/users", {"Content-Type": "application/json"}, body)
     reply, _, closed = raw_exchange(stack.user.http_port, payload)
@@ -112,23 +144,28 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(stack, spec, db, chunked
 
 def test_a_declared_length_over_the_limit_is_refused_at_once(stack, spec):
     # Only the head is sent: the server must not wait for 10 MB that will never come.
-    head = request_bytes("POST", "/api/v1/users", {"Content-Type": "application/json",
-                                                   "Content-Length": str(10 * 1024 * 1024)})
+    head = request_bytes(
+        "POST", "/api/v1/users", {"Content-Type": "application/json", "Content-Length": str(10 * 1024 * 1024)}
+    )
     head = head.replace(b"Content-Length: 0\r\n", b"")
     reply, elapsed, _ = raw_exchange(stack.user.http_port, head)
     assert reply is not None and reply.status == 413, reply
     assert elapsed < READ_TIMEOUT_SECONDS
 
 
-@pytest.mark.parametrize("payload", [
-    b"GARBAGE\r\n\r\n",
-    b"GET /api/v1/users HTTP/9.9\r\nHost: x\r\n\r\n",
-    b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-    b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-    b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"GET /api/v1/users HTTP/1.1\r\nBad Header\r\n\r\n",
-    b"GET /api/v1/users HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
-], ids=["garbage", "bad-version", "bad-length", "two-lengths", "bad-chunk", "bad-header", "nul-in-header"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /api/v1/users HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /api/v1/users HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET /api/v1/users HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
+    ],
+    ids=["garbage", "bad-version", "bad-length", "two-lengths", "bad-chunk", "bad-header", "nul-in-header"],
+)
 def test_malformed_http_is_400_and_closed(stack, spec, payload):
     reply, _, closed = raw_exchange(stack.user.http_port, payload)
     assert reply is not None and reply.status == 400, reply
@@ -156,8 +193,9 @@ def test_a_client_that_stops_sending_is_cut_off_after_the_read_deadline(stack):
 
 def test_a_client_that_trickles_its_request_is_cut_off_after_the_read_deadline(stack, db):
     before = db.counts()
-    body = json.dumps({"email": f"slow-{uuid.uuid4().hex[:6]}@example.com", "password": "long enough",
-                       "name": "Slowloris"}).encode()
+    body = json.dumps(
+        {"email": f"slow-{uuid.uuid4().hex[:6]}@example.com", "password": "long enough", "name": "Slowloris"}
+    ).encode()
     payload = request_bytes("POST", "/api/v1/users", {"Content-Type": "application/json"}, body)
     started = time.monotonic()
     cut = False

@@ -20,8 +20,10 @@ def registered_routes() -> set[tuple[str, str]]:
     routes = set()
     # The services' own routes, and the one the gateway answers itself (the summary); the gateway's forwarded routes
     # are the services' paths.
-    sources = [*sorted((REPO / "services").glob("*/src/*_api.cpp")),
-               REPO / "services" / "gateway" / "src" / "gateway.cpp"]
+    sources = [
+        *sorted((REPO / "services").glob("*/src/*_api.cpp")),
+        REPO / "services" / "gateway" / "src" / "gateway.cpp",
+    ]
     for source in sources:
         for method, path in ROUTE.findall(source.read_text(encoding="utf-8")):
             routes.add((method, path))
@@ -36,10 +38,16 @@ def test_the_document_is_valid_openapi():
 def test_every_registered_route_is_described_and_nothing_else(spec):
     registered = registered_routes()
     assert len(registered) >= 10, f"route scan found too little: {registered}"
-    described = {(method, path) for path, item in spec.document["paths"].items() if path.startswith("/api/")
-                 for method in item if method in HTTP_METHODS}
-    assert registered == described, (f"in the code only: {sorted(registered - described)}; "
-                                     f"in the spec only: {sorted(described - registered)}")
+    described = {
+        (method, path)
+        for path, item in spec.document["paths"].items()
+        if path.startswith("/api/")
+        for method in item
+        if method in HTTP_METHODS
+    }
+    assert registered == described, (
+        f"in the code only: {sorted(registered - described)}; in the spec only: {sorted(described - registered)}"
+    )
 
 
 def test_request_bodies_refuse_unknown_fields(spec):
@@ -69,15 +77,25 @@ def test_every_error_is_problem_json_and_every_api_response_has_a_request_id(spe
 
 
 def test_only_sign_up_and_login_are_open(spec):
-    open_operations = {(method, path) for path, item in spec.document["paths"].items() if path.startswith("/api/")
-                       for method, operation in item.items()
-                       if method in HTTP_METHODS and operation.get("security") == []}
+    open_operations = {
+        (method, path)
+        for path, item in spec.document["paths"].items()
+        if path.startswith("/api/")
+        for method, operation in item.items()
+        if method in HTTP_METHODS and operation.get("security") == []
+    }
     assert open_operations == {("post", "/api/v1/users"), ("post", "/api/v1/auth/login")}
     assert spec.document["security"] == [{"bearer": []}]
 
 
-USER = {"id": "0b0e7f0e-1111-4222-8333-444455556666", "email": "ada@example.com", "name": "Ada", "role": "user",
-        "created_at": "2026-01-01T00:00:00.000000Z", "updated_at": "2026-01-01T00:00:00.000000Z"}
+USER = {
+    "id": "0b0e7f0e-1111-4222-8333-444455556666",
+    "email": "ada@example.com",
+    "name": "Ada",
+    "role": "user",
+    "created_at": "2026-01-01T00:00:00.000000Z",
+    "updated_at": "2026-01-01T00:00:00.000000Z",
+}
 PROBLEM = {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "field 'email' is required"}
 
 
@@ -86,20 +104,27 @@ def reply(status: int, body, content_type: str = "application/json", **headers: 
     return Reply(status, all_headers, json.dumps(body).encode())
 
 
-@pytest.mark.parametrize("method,target,response", [
-    ("POST", "/api/v1/users", reply(201, USER)),  # no Location
-    ("POST", "/api/v1/users", reply(201, {**USER, "password_hash": "x"}, Location="/api/v1/users/x")),
-    ("POST", "/api/v1/users", reply(201, {**USER, "role": "root"}, Location="/api/v1/users/x")),
-    ("GET", "/api/v1/users/x", reply(200, {**USER, "created_at": "yesterday"})),
-    ("GET", "/api/v1/users/x", reply(500, {**PROBLEM, "status": 500}, "application/problem+json")),
-    ("POST", "/api/v1/users", reply(400, PROBLEM)),  # problem with the wrong media type
-    ("POST", "/api/v1/users", reply(400, {**PROBLEM, "status": 409}, "application/problem+json")),
-    ("POST", "/api/v1/users", reply(400, {"error": "bad"}, "application/problem+json")),
-    ("POST", "/api/v1/orders", reply(503, {**PROBLEM, "status": 503}, "application/problem+json")),  # no Retry-After
-    ("GET", "/api/v1/nope", reply(200, {})),
-    ("PUT", "/api/v1/users", reply(405, {**PROBLEM, "status": 405}, "application/problem+json")),  # no Allow
-    ("GET", "/api/v1/orders", reply(200, {"items": [], "next_cursor": "not-a-cursor"})),
-])
+@pytest.mark.parametrize(
+    "method,target,response",
+    [
+        ("POST", "/api/v1/users", reply(201, USER)),  # no Location
+        ("POST", "/api/v1/users", reply(201, {**USER, "password_hash": "x"}, Location="/api/v1/users/x")),
+        ("POST", "/api/v1/users", reply(201, {**USER, "role": "root"}, Location="/api/v1/users/x")),
+        ("GET", "/api/v1/users/x", reply(200, {**USER, "created_at": "yesterday"})),
+        ("GET", "/api/v1/users/x", reply(500, {**PROBLEM, "status": 500}, "application/problem+json")),
+        ("POST", "/api/v1/users", reply(400, PROBLEM)),  # problem with the wrong media type
+        ("POST", "/api/v1/users", reply(400, {**PROBLEM, "status": 409}, "application/problem+json")),
+        ("POST", "/api/v1/users", reply(400, {"error": "bad"}, "application/problem+json")),
+        (
+            "POST",
+            "/api/v1/orders",
+            reply(503, {**PROBLEM, "status": 503}, "application/problem+json"),
+        ),  # no Retry-After
+        ("GET", "/api/v1/nope", reply(200, {})),
+        ("PUT", "/api/v1/users", reply(405, {**PROBLEM, "status": 405}, "application/problem+json")),  # no Allow
+        ("GET", "/api/v1/orders", reply(200, {"items": [], "next_cursor": "not-a-cursor"})),
+    ],
+)
 def test_the_response_check_catches_drift(spec, method, target, response):
     # The check every system test relies on must be able to fail.
     with pytest.raises(AssertionError):
@@ -109,6 +134,7 @@ def test_the_response_check_catches_drift(spec, method, target, response):
 def test_the_response_check_accepts_conforming_replies(spec):
     spec.check("POST", "/api/v1/users", reply(201, USER, Location=f"/api/v1/users/{USER['id']}"))
     spec.check("POST", "/api/v1/users", reply(400, PROBLEM, "application/problem+json"))
-    spec.check("PUT", "/api/v1/users", reply(405, {**PROBLEM, "status": 405}, "application/problem+json",
-                                             Allow="POST, GET"))
+    spec.check(
+        "PUT", "/api/v1/users", reply(405, {**PROBLEM, "status": 405}, "application/problem+json", Allow="POST, GET")
+    )
     spec.check("GET", "/api/v1/users?limit=2", reply(200, {"items": [USER], "next_cursor": USER["id"]}))

@@ -6,9 +6,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from vigie_stack import free_port
 
 from vigie_api import ApiClient, order_body
-from vigie_stack import free_port
 
 STATUS_MOVES = {
     # from → {to: allowed}
@@ -23,8 +23,9 @@ PATH_TO = {"pending": [], "paid": ["paid"], "shipped": ["paid", "shipped"], "can
 
 def test_create_an_order(account, db):
     key = str(uuid.uuid4())
-    reply = account.orders.post("/api/v1/orders", order_body(("BOOK-1", 2, 1250), ("PEN.blue", 3, 99)),
-                                headers={"Idempotency-Key": key})
+    reply = account.orders.post(
+        "/api/v1/orders", order_body(("BOOK-1", 2, 1250), ("PEN.blue", 3, 99)), headers={"Idempotency-Key": key}
+    )
     assert reply.status == 201, reply
     order = reply.json()
     assert order["user_id"] == account.id and order["status"] == "pending"
@@ -48,8 +49,9 @@ def test_the_same_key_replays_the_same_order(account, db):
 
 def test_the_same_key_with_another_body_is_refused(account, db):
     key = str(uuid.uuid4())
-    assert account.orders.post("/api/v1/orders", order_body(("A", 1, 100)),
-                               headers={"Idempotency-Key": key}).status == 201
+    assert (
+        account.orders.post("/api/v1/orders", order_body(("A", 1, 100)), headers={"Idempotency-Key": key}).status == 201
+    )
     before = db.count("orders", "orders")
     reply = account.orders.post("/api/v1/orders", order_body(("A", 2, 100)), headers={"Idempotency-Key": key})
     assert reply.status == 422, reply
@@ -159,8 +161,9 @@ def test_a_deleted_user_cannot_order(account):
 
 def test_order_creation_checks_the_user_through_the_user_service(stack, account, spec):
     # An order service pointing at a user service that is not there answers 503 (Retry-After), never 5xx crashes.
-    lonely = stack.start_service("order", USER_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
-                                 USER_SERVICE_TIMEOUT="200ms")
+    lonely = stack.start_service(
+        "order", USER_SERVICE_URL=f"http://127.0.0.1:{free_port()}", USER_SERVICE_TIMEOUT="200ms"
+    )
     try:
         client = ApiClient(lonely.base_url, spec, token=account.token)
         reply = client.post("/api/v1/orders", order_body(("A", 1, 1)), headers={"Idempotency-Key": "lonely"})

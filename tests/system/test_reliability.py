@@ -18,9 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 
 import requests
+from werkzeug.datastructures import Headers
 
 from vigie_api import ApiClient, Reply, order_body
-from werkzeug.datastructures import Headers
 
 OUTAGE_SECONDS = float(os.environ.get("VIGIE_SYSTEST_OUTAGE_SECONDS", "30"))
 RECOVERY_BUDGET_SECONDS = 5.0
@@ -68,8 +68,9 @@ class OrderLoad:
             started = time.monotonic()
             outcome = Outcome(key=key, status=None, started=started)
             try:
-                reply = client.post("/api/v1/orders", order_body(("LOAD", 1, 100)), headers={"Idempotency-Key": key},
-                                    timeout=20)
+                reply = client.post(
+                    "/api/v1/orders", order_body(("LOAD", 1, 100)), headers={"Idempotency-Key": key}, timeout=20
+                )
                 outcome.status = reply.status
                 if reply.status == 201:
                     outcome.order_id = reply.json()["id"]
@@ -107,8 +108,14 @@ def test_database_outage_under_load(stack, spec, make_account, db):
                     assert service.alive(), f"{service.name} died while the database was down"
                     if not not_ready_seen[service.name]:
                         reply = requests.get(service.admin_url + "/readyz", timeout=5)
-                        spec.check("GET", "/readyz", Reply(reply.status_code, Headers(list(reply.headers.items())),
-                                                           reply.content, "GET", "/readyz"), admin=True)
+                        spec.check(
+                            "GET",
+                            "/readyz",
+                            Reply(
+                                reply.status_code, Headers(list(reply.headers.items())), reply.content, "GET", "/readyz"
+                            ),
+                            admin=True,
+                        )
                         not_ready_seen[service.name] = reply.status_code == 503
                 time.sleep(0.2)
         finally:
@@ -153,11 +160,14 @@ def test_database_outage_under_load(stack, spec, make_account, db):
     if keys:
         per_key = db.value("orders", f"SELECT count(*) FROM orders WHERE idempotency_key IN ({keys})")
         assert int(per_key) == len(refused)
-    print(f"outage load: {len(outcomes)} requests, {len(created)} orders created, "
-          f"{sum(o.status == 503 for o in outcomes)} answered 503")
+    print(
+        f"outage load: {len(outcomes)} requests, {len(created)} orders created, "
+        f"{sum(o.status == 503 for o in outcomes)} answered 503"
+    )
 
 
 # -- SIGTERM ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class DrainStats:
@@ -170,8 +180,15 @@ class DrainStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def keep_alive_client(port: int, token: str, stats: DrainStats, stop: threading.Event, signalled: threading.Event,
-                      deadline: float, think: float) -> None:
+def keep_alive_client(
+    port: int,
+    token: str,
+    stats: DrainStats,
+    stop: threading.Event,
+    signalled: threading.Event,
+    deadline: float,
+    think: float,
+) -> None:
     """Sends requests on a keep-alive connection until the server makes it close and refuses a new one."""
     conn: http.client.HTTPConnection | None = None
     serial = 0
@@ -208,7 +225,7 @@ def keep_alive_client(port: int, token: str, stats: DrainStats, stop: threading.
             headers["Content-Type"] = "application/json"
         try:
             conn.request(method, target, body=body, headers=headers)
-        except OSError as e:
+        except OSError:
             # The send itself failed: the server had closed the connection in between.
             with stats.lock:
                 stats.closed_by_server_idle += 1
@@ -254,10 +271,14 @@ def test_sigterm_under_load_drops_no_request(stack, spec, make_account):
         stats = DrainStats()
         stop, signalled = threading.Event(), threading.Event()
         deadline = time.monotonic() + 20
-        clients = [threading.Thread(target=keep_alive_client,
-                                    args=(service.http_port, account.token, stats, stop, signalled, deadline,
-                                          0.05 if i % 2 else 0.4),
-                                    daemon=True) for i in range(8)]
+        clients = [
+            threading.Thread(
+                target=keep_alive_client,
+                args=(service.http_port, account.token, stats, stop, signalled, deadline, 0.05 if i % 2 else 0.4),
+                daemon=True,
+            )
+            for i in range(8)
+        ]
         for client in clients:
             client.start()
         time.sleep(1.5)
@@ -285,10 +306,12 @@ def test_sigterm_under_load_drops_no_request(stack, spec, make_account):
         stop.set()
     finally:
         service.stop(signal.SIGKILL)
-    print(f"\nSIGTERM under load: {stats.sent} requests sent ({stats.sent - sent_before} after the signal), "
-          f"{stats.answered} answered, {stats.answered_after_signal} answered after the signal, "
-          f"{stats.closed_by_server_idle} idle connections closed by the server, {stats.refused} refused "
-          f"connections; exit {code} after {exit_seconds:.2f} s; readiness {sorted(set(map(str, readiness)))}")
+    print(
+        f"\nSIGTERM under load: {stats.sent} requests sent ({stats.sent - sent_before} after the signal), "
+        f"{stats.answered} answered, {stats.answered_after_signal} answered after the signal, "
+        f"{stats.closed_by_server_idle} idle connections closed by the server, {stats.refused} refused "
+        f"connections; exit {code} after {exit_seconds:.2f} s; readiness {sorted(set(map(str, readiness)))}"
+    )
     assert not stats.dropped, f"{len(stats.dropped)} requests sent were not answered: {stats.dropped[:5]}"
     assert stats.answered == stats.sent
     assert stats.answered_after_signal > 0, "some requests must have been in flight when the signal landed"
@@ -298,6 +321,7 @@ def test_sigterm_under_load_drops_no_request(stack, spec, make_account):
 
 
 # -- overload --------------------------------------------------------------------------------------------------------
+
 
 def test_password_hashing_overload_is_503_with_retry_after(stack, spec, db):
     # One hashing thread and one pending job at most: concurrent sign-ups beyond that are refused, not queued
@@ -310,8 +334,10 @@ def test_password_hashing_overload_is_503_with_retry_after(stack, spec, db):
         def sign_up(i: int) -> Reply:
             client = ApiClient(service.base_url, spec)
             barrier.wait()
-            return client.post("/api/v1/users", {"email": f"rush-{i}-{uuid.uuid4().hex[:6]}@example.com",
-                                                 "password": "long enough", "name": "Rush"})
+            return client.post(
+                "/api/v1/users",
+                {"email": f"rush-{i}-{uuid.uuid4().hex[:6]}@example.com", "password": "long enough", "name": "Rush"},
+            )
 
         results: list[Reply] = []
         failures: list[str] = []

@@ -23,8 +23,9 @@ def test_sign_up_returns_the_user_and_its_location(users_api, db):
 
 def test_sign_up_refuses_a_taken_email_whatever_its_case(users_api, account, db):
     before = db.count("users", "users")
-    reply = users_api.post("/api/v1/users", {"email": account.email.upper(), "password": "another secret",
-                                             "name": "Impostor"})
+    reply = users_api.post(
+        "/api/v1/users", {"email": account.email.upper(), "password": "another secret", "name": "Impostor"}
+    )
     assert reply.status == 409, reply
     assert db.count("users", "users") == before
 
@@ -52,8 +53,12 @@ def test_login_accepts_the_email_in_another_case(users_api, account):
 
 
 def test_every_user_route_but_sign_up_and_login_needs_a_token(users_api, account):
-    for method, target in (("GET", "/api/v1/users"), ("GET", f"/api/v1/users/{account.id}"),
-                           ("PATCH", f"/api/v1/users/{account.id}"), ("DELETE", f"/api/v1/users/{account.id}")):
+    for method, target in (
+        ("GET", "/api/v1/users"),
+        ("GET", f"/api/v1/users/{account.id}"),
+        ("PATCH", f"/api/v1/users/{account.id}"),
+        ("DELETE", f"/api/v1/users/{account.id}"),
+    ):
         body = {"name": "x"} if method == "PATCH" else None
         reply = users_api.request(method, target, json_body=body, token=None)
         assert reply.status == 401, reply
@@ -180,8 +185,10 @@ def test_concurrent_sign_ups_with_one_email_create_one_account(users_api, db):
 
     def sign_up(i: int):
         client = users_api.with_token(None)  # one connection per thread
-        return client.post("/api/v1/users", {"email": email if i % 2 else email.upper(), "password": "long enough",
-                                             "name": f"Twin {i}"})
+        return client.post(
+            "/api/v1/users",
+            {"email": email if i % 2 else email.upper(), "password": "long enough", "name": f"Twin {i}"},
+        )
 
     with ThreadPoolExecutor(6) as pool:
         statuses = sorted(reply.status for reply in pool.map(sign_up, range(6)))

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
@@ -97,8 +98,9 @@ class Spec:
     def __init__(self, path: Path = SPEC_PATH):
         self.document = yaml.safe_load(path.read_text(encoding="utf-8"))
         # The document itself is validated by test_openapi.py; validating it again here would only cost seconds.
-        config = Config(spec_validator_cls=None,
-                        extra_media_type_deserializers={PROBLEM_JSON: lambda value, **_: json.loads(value)})
+        config = Config(
+            spec_validator_cls=None, extra_media_type_deserializers={PROBLEM_JSON: lambda value, **_: json.loads(value)}
+        )
         self.openapi = OpenAPI.from_file_path(str(path), config=config)
         self.checked = 0
         self._resolver = {"components": self.document["components"]}
@@ -121,14 +123,19 @@ class Spec:
             host_url=CANONICAL_ADMIN if admin else CANONICAL_API,
             path=split.path,
             method=method.lower(),
-            parameters=RequestParameters(query=ImmutableMultiDict(
-                [(k, v) for k, vs in parse_qs(split.query, keep_blank_values=True).items() for v in vs]),
-                header=Headers(), cookie=ImmutableMultiDict()),
+            parameters=RequestParameters(
+                query=ImmutableMultiDict(
+                    [(k, v) for k, vs in parse_qs(split.query, keep_blank_values=True).items() for v in vs]
+                ),
+                header=Headers(),
+                cookie=ImmutableMultiDict(),
+            ),
             body=None,
             content_type="",
         )
-        response = _Response(status_code=reply.status, headers=reply.headers, data=reply.body,
-                             content_type=reply.content_type)
+        response = _Response(
+            status_code=reply.status, headers=reply.headers, data=reply.body, content_type=reply.content_type
+        )
         try:
             self.openapi.validate_response(request, response)
             return
@@ -137,8 +144,10 @@ class Spec:
             # (431 on any route, say): the HTTP layer's answer, checked against the shared responses.
             pass
         except Exception as e:  # noqa: BLE001 - openapi-core has many error types; all mean "does not conform"
-            raise AssertionError(f"response does not conform to the OpenAPI spec: {type(e).__name__}: {e} "
-                                 f"{getattr(e, '__cause__', '') or ''}\n{context}") from None
+            raise AssertionError(
+                f"response does not conform to the OpenAPI spec: {type(e).__name__}: {e} "
+                f"{getattr(e, '__cause__', '') or ''}\n{context}"
+            ) from None
         self._check_generic(reply, context)
 
     def check_refusal(self, reply: Reply) -> None:
@@ -191,11 +200,20 @@ class ApiClient:
         self.token = token
         self.session = requests.Session()
 
-    def with_token(self, token: str | None) -> "ApiClient":
+    def with_token(self, token: str | None) -> ApiClient:
         return ApiClient(self.base_url, self.spec, admin=self.admin, token=token)
 
-    def request(self, method: str, target: str, *, json_body: Any = None, data: bytes | str | None = None,
-                headers: Mapping[str, str] | None = None, token: str | None = ..., timeout: float = 15) -> Reply:
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        json_body: Any = None,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        token: str | None = ...,
+        timeout: float = 15,
+    ) -> Reply:
         all_headers = dict(headers or {})
         bearer = self.token if token is ... else token
         if bearer is not None and "Authorization" not in all_headers:
@@ -203,8 +221,9 @@ class ApiClient:
         if json_body is not None:
             data = json.dumps(json_body)
             all_headers.setdefault("Content-Type", "application/json")
-        response = self.session.request(method, self.base_url + target, data=data, headers=all_headers,
-                                        timeout=timeout, allow_redirects=False)
+        response = self.session.request(
+            method, self.base_url + target, data=data, headers=all_headers, timeout=timeout, allow_redirects=False
+        )
         reply = Reply(response.status_code, Headers(list(response.headers.items())), response.content, method, target)
         self.spec.check(method, target, reply, admin=self.admin)
         return reply
@@ -251,12 +270,13 @@ def read_reply(sock: socket.socket, started: float) -> tuple[Reply | None, float
         try:
             sock.settimeout(2)
             closed = sock.recv(1) == b""
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             closed = True
     return reply, elapsed, closed
 
 
 # -- JSON Web Tokens written by hand, to test what the services refuse ---------------------------------------------
+
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -270,8 +290,12 @@ def ed25519_sign(private_key: Path, message: bytes) -> bytes:
     with tempfile.NamedTemporaryFile() as f:
         f.write(message)
         f.flush()
-        result = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", str(private_key), "-rawin", "-in", f.name],
-                                capture_output=True, check=True, timeout=30)
+        result = subprocess.run(
+            ["openssl", "pkeyutl", "-sign", "-inkey", str(private_key), "-rawin", "-in", f.name],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
     assert len(result.stdout) == 64, result
     return result.stdout
 
@@ -284,8 +308,9 @@ def make_token(private_key: Path | None, claims: dict[str, Any], header: dict[st
     return f"{signing_input}.{signature}"
 
 
-def claims_for(subject: str, role: str = "user", *, issued: int | None = None, ttl: int = 900,
-               issuer: str = "vigie") -> dict[str, Any]:
+def claims_for(
+    subject: str, role: str = "user", *, issued: int | None = None, ttl: int = 900, issuer: str = "vigie"
+) -> dict[str, Any]:
     now = int(time.time()) if issued is None else issued
     return {"sub": subject, "role": role, "iss": issuer, "iat": now, "exp": now + ttl}
 

@@ -87,20 +87,24 @@ def local_platform_ports(opensearch_port: int | None = None) -> dict[str, int]:
     pair is `opensearch_port` and + 100 (see free_opensearch_port); without it (VIGIE_LOGGING=off) both are left
     out and keep their defaults, unused."""
     names = [name for name in local_port_names() if not name.startswith("VIGIE_OPENSEARCH_")]
-    ports = dict(zip(names, free_ports(len(names))))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     if opensearch_port is not None:
-        ports.update({"VIGIE_OPENSEARCH_PORT": opensearch_port,
-                      "VIGIE_OPENSEARCH_TRANSPORT_PORT": opensearch_port + 100})
+        ports.update(
+            {"VIGIE_OPENSEARCH_PORT": opensearch_port, "VIGIE_OPENSEARCH_TRANSPORT_PORT": opensearch_port + 100}
+        )
     return ports
 
 
-def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 60,
-        input_text: str | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input_text,
-                            check=False)
+def run(
+    cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 60, input_text: str | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input_text, check=False
+    )
     if result.returncode != 0:
-        raise StackError(f"{' '.join(cmd)} exited {result.returncode}\nstdout:\n{result.stdout}\n"
-                         f"stderr:\n{result.stderr}")
+        raise StackError(
+            f"{' '.join(cmd)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     return result
 
 
@@ -130,8 +134,9 @@ class Postgres:
     def init(self) -> None:
         for tool in ("initdb", "pg_ctl"):
             if not (PG_BINDIR / tool).exists():
-                raise StackError(f"no {tool} in {PG_BINDIR}: install postgresql-15 (tools/install-deps.sh) "
-                                 "or set VIGIE_PG_BINDIR")
+                raise StackError(
+                    f"no {tool} in {PG_BINDIR}: install postgresql-15 (tools/install-deps.sh) or set VIGIE_PG_BINDIR"
+                )
         self.socket_dir.mkdir()
         pwfile = self.root / "superuser.password"
         pwfile.write_text(self.password + "\n")
@@ -139,28 +144,53 @@ class Postgres:
             pg = pwd.getpwnam(PG_USER)
             for path in (self.root, self.socket_dir, pwfile):
                 os.chown(path, pg.pw_uid, pg.pw_gid)
-        run(as_postgres([str(PG_BINDIR / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8",
-                         "--locale=C", "--no-sync", "--auth=scram-sha-256", f"--pwfile={pwfile}"]), timeout=120)
+        run(
+            as_postgres(
+                [
+                    str(PG_BINDIR / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                ]
+            ),
+            timeout=120,
+        )
         pwfile.unlink()
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             # Durability is pointless for a throwaway cluster; speed matters on a 2-core machine.
-            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{self.socket_dir}'\nport = {self.port}\n"
-                       "max_connections = 100\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+            conf.write(
+                f"\nlisten_addresses = ''\nunix_socket_directories = '{self.socket_dir}'\nport = {self.port}\n"
+                "max_connections = 100\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            )
 
     def start(self) -> None:
         try:
-            run(as_postgres([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                             "start"]), timeout=90)
+            run(
+                as_postgres(
+                    [str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start"]
+                ),
+                timeout=90,
+            )
         except StackError as e:
             raise StackError(f"{e}\npostgres.log:\n{tail(self.log)}") from None
 
     def stop(self, mode: str = "fast") -> None:
-        run(as_postgres([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"]),
-            timeout=90)
+        run(
+            as_postgres([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"]),
+            timeout=90,
+        )
 
     def running(self) -> bool:
-        result = subprocess.run(as_postgres([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "status"]),
-                                capture_output=True, check=False)
+        result = subprocess.run(
+            as_postgres([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "status"]), capture_output=True, check=False
+        )
         return result.returncode == 0
 
     def conninfo(self, user: str, password: str, dbname: str) -> str:
@@ -169,12 +199,25 @@ class Postgres:
     def psql(self, sql: str, dbname: str = "postgres", variables: dict[str, str] | None = None) -> str:
         """Runs SQL as the superuser and returns the unaligned, tuples-only output (psql -At)."""
         # PostgreSQL's own psql, not Debian's Perl wrapper: several times faster to start, and tests call it often.
-        cmd = [str(PG_BINDIR / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-               "-p", str(self.port), "-U", "postgres", "-d", dbname]
+        cmd = [
+            str(PG_BINDIR / "psql"),
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            dbname,
+        ]
         for name, value in (variables or {}).items():
             cmd += ["-v", f"{name}={value}"]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": self.password,
-               "PGCONNECT_TIMEOUT": "5"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "5"}
         return run(cmd, env=env, input_text=sql).stdout.strip()
 
 
@@ -192,12 +235,30 @@ class PsqlSession:
         self.process: subprocess.Popen | None = None
 
     def _start(self) -> None:
-        cmd = [str(PG_BINDIR / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=0", "-h", str(self.pg.socket_dir),
-               "-p", str(self.pg.port), "-U", "postgres", "-d", self.dbname]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": self.pg.password,
-               "PGCONNECT_TIMEOUT": "5"}
-        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env=env)
+        cmd = [
+            str(PG_BINDIR / "psql"),
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-h",
+            str(self.pg.socket_dir),
+            "-p",
+            str(self.pg.port),
+            "-U",
+            "postgres",
+            "-d",
+            self.dbname,
+        ]
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PGPASSWORD": self.pg.password,
+            "PGCONNECT_TIMEOUT": "5",
+        }
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         os.set_blocking(self.process.stderr.fileno(), False)
 
     def _stderr(self) -> str:
@@ -277,14 +338,20 @@ class Service:
     def start(self, ready_timeout: float = 30) -> None:
         self.log_file = open(self.log_path, "ab")
         started = time.monotonic()
-        self.process = subprocess.Popen([str(self.binary), "serve"], env=self.env, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [str(self.binary), "serve"],
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         # Polled every 5 ms so the time to ready is measured to that precision.
         deadline = started + ready_timeout
         while True:
             if self.process.poll() is not None:
-                raise StackError(f"{self.name} exited with {self.process.returncode} before it was ready\n"
-                                 f"{tail(self.log_path)}")
+                raise StackError(
+                    f"{self.name} exited with {self.process.returncode} before it was ready\n{tail(self.log_path)}"
+                )
             if self.ready():
                 self.startup_seconds = time.monotonic() - started
                 break
@@ -335,8 +402,9 @@ class Stack:
         self.secrets = self.root / "secrets"
         self.pg = Postgres(self.root)
         self.admin_password = secrets.token_urlsafe(18)
-        self.passwords = {role: secrets.token_hex(16)
-                          for role in ("users_owner", "users_app", "orders_owner", "orders_app")}
+        self.passwords = {
+            role: secrets.token_hex(16) for role in ("users_owner", "users_app", "orders_owner", "orders_app")
+        }
         self.services: list[Service] = []
         self.user: Service | None = None
         self.order: Service | None = None
@@ -346,8 +414,10 @@ class Stack:
     def start(self) -> None:
         for binary in (self.binary("user"), self.binary("order")):
             if not binary.exists():
-                raise StackError(f"{binary} is missing: build first (cmake --preset release && "
-                                 "cmake --build --preset release -j2), or set VIGIE_BUILD_DIR")
+                raise StackError(
+                    f"{binary} is missing: build first (cmake --preset release && "
+                    "cmake --build --preset release -j2), or set VIGIE_BUILD_DIR"
+                )
         self.secrets.mkdir(mode=0o700)
         self.pg.init()
         self.pg.start()
@@ -368,13 +438,15 @@ class Stack:
             variables[f"pw_{role}"] = password
             sql.append(f"SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '{role}', :'pw_{role}') \\gexec")
         for db in ("users", "orders"):
-            sql += [f"CREATE DATABASE {db} OWNER {db}_owner;",
-                    f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
-                    f"GRANT CONNECT ON DATABASE {db} TO {db}_app;",
-                    f"\\connect {db}",
-                    "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
-                    f"GRANT USAGE ON SCHEMA public TO {db}_app;",
-                    "\\connect postgres"]
+            sql += [
+                f"CREATE DATABASE {db} OWNER {db}_owner;",
+                f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
+                f"GRANT CONNECT ON DATABASE {db} TO {db}_app;",
+                f"\\connect {db}",
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+                f"GRANT USAGE ON SCHEMA public TO {db}_app;",
+                "\\connect postgres",
+            ]
         self.pg.psql("\n".join(sql) + "\n", variables=variables)
 
     def write_secrets(self) -> None:
@@ -388,8 +460,17 @@ class Stack:
         secret("admin.password", self.admin_password + "\n")
         for prefix in ("jwt", "other"):
             run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(self.secrets / f"{prefix}-private.pem")])
-            run(["openssl", "pkey", "-in", str(self.secrets / f"{prefix}-private.pem"), "-pubout", "-out",
-                 str(self.secrets / f"{prefix}-public.pem")])
+            run(
+                [
+                    "openssl",
+                    "pkey",
+                    "-in",
+                    str(self.secrets / f"{prefix}-private.pem"),
+                    "-pubout",
+                    "-out",
+                    str(self.secrets / f"{prefix}-public.pem"),
+                ]
+            )
 
     @property
     def jwt_private_key(self) -> Path:
@@ -447,9 +528,14 @@ class Stack:
         """Starts one more instance of `name` on fresh ports and waits until it is ready."""
         http_port, admin_port = free_port(), free_port()
         index = sum(1 for s in self.services if s.name == name)
-        service = Service(name=name, binary=self.binary(name),
-                          env=self.service_env(name, http_port, admin_port, **overrides),
-                          log_path=self.root / f"{name}-{index}.log", http_port=http_port, admin_port=admin_port)
+        service = Service(
+            name=name,
+            binary=self.binary(name),
+            env=self.service_env(name, http_port, admin_port, **overrides),
+            log_path=self.root / f"{name}-{index}.log",
+            http_port=http_port,
+            admin_port=admin_port,
+        )
         self.services.append(service)
         service.start()
         return service
@@ -487,7 +573,12 @@ class Stack:
         return problems
 
 
-SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:", b"WARNING: ThreadSanitizer")
+SANITIZER_MARKERS = (
+    b"ERROR: AddressSanitizer",
+    b"ERROR: LeakSanitizer",
+    b"runtime error:",
+    b"WARNING: ThreadSanitizer",
+)
 
 
 def sanitizer_report(log: Path) -> str | None:
@@ -499,5 +590,5 @@ def sanitizer_report(log: Path) -> str | None:
     for marker in SANITIZER_MARKERS:
         at = data.find(marker)
         if at >= 0:
-            return data[max(0, at - 200):at + 1500].decode("utf-8", "replace")
+            return data[max(0, at - 200) : at + 1500].decode("utf-8", "replace")
     return None

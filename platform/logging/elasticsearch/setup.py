@@ -88,8 +88,9 @@ class Client:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             self.headers["Authorization"] = f"Basic {token}"
 
-    def call(self, method: str, path: str, body: bytes | dict | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    def call(
+        self, method: str, path: str, body: bytes | dict | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict]:
         data = body
         all_headers = dict(self.headers)
         if isinstance(body, dict):
@@ -123,8 +124,10 @@ class Client:
 
 def multipart(field: str, filename: str, content: bytes) -> tuple[bytes, str]:
     boundary = f"vigie-{uuid.uuid4().hex}"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            "Content-Type: application/ndjson\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: application/ndjson\r\n\r\n"
+    ).encode()
     return head + content + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -135,29 +138,46 @@ def setup_security(es: Client, env: dict[str, str]) -> None:
         print("kibana_system password set")
     writer = env.get("LOGSTASH_WRITER_PASSWORD")
     if writer:
-        es.call("PUT", f"/_security/role/{LOGSTASH_ROLE}", {
-            "cluster": ["monitor"],
-            "indices": [{"names": ["vigie-logs-*"], "privileges": ["create_index", "create_doc"]}],
-        })
+        es.call(
+            "PUT",
+            f"/_security/role/{LOGSTASH_ROLE}",
+            {
+                "cluster": ["monitor"],
+                "indices": [{"names": ["vigie-logs-*"], "privileges": ["create_index", "create_doc"]}],
+            },
+        )
         es.call("PUT", f"/_security/user/{LOGSTASH_USER}", {"password": writer, "roles": [LOGSTASH_ROLE]})
         print(f"user {LOGSTASH_USER} (role {LOGSTASH_ROLE})")
     jaeger = env.get("JAEGER_ES_PASSWORD")
     if jaeger:
-        es.call("PUT", f"/_security/role/{JAEGER_ROLE}", {
-            "cluster": ["monitor", "manage_index_templates"],
-            "indices": [{"names": ["vigie-jaeger-*"],
-                         "privileges": ["create_index", "write", "read", "view_index_metadata", "delete_index"]}],
-        })
+        es.call(
+            "PUT",
+            f"/_security/role/{JAEGER_ROLE}",
+            {
+                "cluster": ["monitor", "manage_index_templates"],
+                "indices": [
+                    {
+                        "names": ["vigie-jaeger-*"],
+                        "privileges": ["create_index", "write", "read", "view_index_metadata", "delete_index"],
+                    }
+                ],
+            },
+        )
         es.call("PUT", f"/_security/user/{JAEGER_USER}", {"password": jaeger, "roles": [JAEGER_ROLE]})
         print(f"user {JAEGER_USER} (role {JAEGER_ROLE})")
 
 
 def import_saved_objects(kibana: Client, ndjson: Path, wait_seconds: float) -> None:
-    kibana.wait("/api/status", wait_seconds,
-                lambda body: body.get("status", {}).get("overall", {}).get("level") == "available")
+    kibana.wait(
+        "/api/status", wait_seconds, lambda body: body.get("status", {}).get("overall", {}).get("level") == "available"
+    )
     body, content_type = multipart("file", ndjson.name, ndjson.read_bytes())
-    _, result = kibana.call("POST", "/api/saved_objects/_import?overwrite=true", body,
-                            {"Content-Type": content_type, "kbn-xsrf": "vigie-setup"})
+    _, result = kibana.call(
+        "POST",
+        "/api/saved_objects/_import?overwrite=true",
+        body,
+        {"Content-Type": content_type, "kbn-xsrf": "vigie-setup"},
+    )
     if not result.get("success"):
         raise SetupError(f"Kibana import failed: {json.dumps(result.get('errors', result))[:1000]}")
     print(f"Kibana: {result.get('successCount', 0)} saved objects imported")
@@ -166,13 +186,17 @@ def import_saved_objects(kibana: Client, ndjson: Path, wait_seconds: float) -> N
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Install Vigie's ILM policy, templates and Kibana saved objects.")
     parser.add_argument("--elasticsearch", default=os.environ.get("ELASTICSEARCH_URL", "http://127.0.0.1:9200"))
-    parser.add_argument("--kibana", default=os.environ.get("KIBANA_URL"),
-                        help="Kibana base URL; without it the saved objects are not imported")
+    parser.add_argument(
+        "--kibana",
+        default=os.environ.get("KIBANA_URL"),
+        help="Kibana base URL; without it the saved objects are not imported",
+    )
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for each server (300)")
     parser.add_argument("--shared-template", type=Path, default=LOGGING / "opensearch" / "vigie-logs-template.json")
     parser.add_argument("--saved-objects", type=Path, default=LOGGING / "kibana" / "saved-objects.ndjson")
-    parser.add_argument("--render-index-template", action="store_true",
-                        help="print the composed index template and exit (no server)")
+    parser.add_argument(
+        "--render-index-template", action="store_true", help="print the composed index template and exit (no server)"
+    )
     args = parser.parse_args(argv)
     for name in ("elasticsearch", "kibana"):
         url = getattr(args, name)
@@ -205,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         es.call("PUT", f"/_ilm/policy/{POLICY_NAME}", policy)
         es.call("PUT", f"/_component_template/{COMPONENT_NAME}", component)
         es.call("PUT", f"/_index_template/{TEMPLATE_NAME}", template)
-        print(f"Elasticsearch: ILM policy {POLICY_NAME}, component template {COMPONENT_NAME}, "
-              f"index template {TEMPLATE_NAME} (composed_of {template['composed_of']})")
+        print(
+            f"Elasticsearch: ILM policy {POLICY_NAME}, component template {COMPONENT_NAME}, "
+            f"index template {TEMPLATE_NAME} (composed_of {template['composed_of']})"
+        )
         if args.kibana:
             kibana = Client(args.kibana, ("elastic", password) if password else None)
             import_saved_objects(kibana, args.saved_objects, args.wait)

@@ -40,7 +40,10 @@ METRICS = {
     "rsyslog_lines_read_total": ("Lines read from each service's log file.", "counter"),
     "rsyslog_action_processed_total": ("Messages handed to each action.", "counter"),
     "rsyslog_action_failed_total": ("Messages each action failed on.", "counter"),
-    "rsyslog_action_suspended_total": ("Times each action was suspended because its target was unreachable.", "counter"),
+    "rsyslog_action_suspended_total": (
+        "Times each action was suspended because its target was unreachable.",
+        "counter",
+    ),
     "rsyslog_queue_size": ("Messages waiting in each queue now.", "gauge"),
     "rsyslog_queue_discarded_total": ("Messages a full queue discarded.", "counter"),
     "rsyslog_opensearch_submitted_total": ("Lines sent to OpenSearch (a retried line counts again).", "counter"),
@@ -59,8 +62,11 @@ def samples_of(stat: dict) -> list[tuple[str, dict[str, str], float]]:
 
     if origin == "dynstats.bucket" and name == "lines_read":
         values = stat.get("values", {})
-        return [("rsyslog_lines_read_total", {"service": str(service)}, float(count))
-                for service, count in values.items() if isinstance(count, (int, float))]
+        return [
+            ("rsyslog_lines_read_total", {"service": str(service)}, float(count))
+            for service, count in values.items()
+            if isinstance(count, (int, float))
+        ]
     if origin == "core.action":
         return [
             ("rsyslog_action_processed_total", {"action": name}, number("processed")),
@@ -106,8 +112,12 @@ def write_atomically(path: Path, text: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--metrics-dir", type=Path, default=os.environ.get("VIGIE_METRICS_DIR"),
-                        help="node_exporter's textfile directory (default: $VIGIE_METRICS_DIR)")
+    parser.add_argument(
+        "--metrics-dir",
+        type=Path,
+        default=os.environ.get("VIGIE_METRICS_DIR"),
+        help="node_exporter's textfile directory (default: $VIGIE_METRICS_DIR)",
+    )
     args = parser.parse_args()
     if args.metrics_dir is None or not args.metrics_dir.is_dir():
         parser.error(f"--metrics-dir must be an existing directory (got {args.metrics_dir})")
