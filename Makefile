@@ -52,13 +52,16 @@ drill: ## every incident in turn on the running stack; writes the table into doc
 bench: build ## performance table: gateway vs nginx, user vs pgbench, observability cost, footprint (~5 min; BENCH_ARGS=--quick)
 	ops/bench/bench.py $(BENCH_ARGS)
 
-format: ## rewrite C++ sources with clang-format
+format: ## rewrite C++ sources with clang-format and Python sources with ruff
 	clang-format-14 -i $(CXX_SOURCES)
+	.cache/venv/bin/ruff format --quiet .
 
-lint: deps build ## clang-format, clang-tidy and shellcheck, all enforced
+lint: deps build ## clang-format, clang-tidy (cached per file content), shellcheck and ruff, all enforced
 	clang-format-14 --dry-run -Werror $(CXX_SOURCES)
-	tools/clang-tidy.sh build/release
+	tools/clang-tidy.py build/release
 	shellcheck $(SHELL_SCRIPTS)
+	.cache/venv/bin/ruff check --quiet .
+	.cache/venv/bin/ruff format --check --quiet .
 
 test-unit: build ## C++ unit tests (release)
 	ctest --preset release -j2
