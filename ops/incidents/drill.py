@@ -42,6 +42,8 @@ ORDER = [
     "slow-queries",
     "memory-leak",
     "cpu-burn",
+    "database-no-new-connections",
+    "database-hung",
     "database-down",
     "service-down",
 ]

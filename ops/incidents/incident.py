@@ -76,9 +76,12 @@ class Incident:
     alert: str
     severity: str  # the contract; checked against the live rule before the drill
     service: str  # the service the fault hits (label `service` of the alert)
-    action: str  # fault | stop | kill
+    action: str  # fault | stop | kill | freeze (SIGSTOP, SIGCONT to recover)
     fault: dict | None = None  # POST /admin/faults body, for action "fault"
-    program: str | None = None  # supervisord program, for stop / kill
+    program: str | None = None  # supervisord program, for stop / kill / freeze
+    # freeze: the whole process tree (a storage stall stops everything) or only the program's own process (for
+    # PostgreSQL: the postmaster, which opens new sessions, while the existing backends keep serving).
+    freeze_tree: bool = False
     # Requests per second the drill sends to the faulted service (0: the incident needs none). Kept low where each
     # request holds a database connection for the fault's duration, so the pool does not saturate as well.
     traffic: float = 0.0
@@ -104,6 +107,10 @@ class Incident:
             return f"POST /admin/faults {json.dumps(self.fault)} on {self.service}"
         if self.action == "stop":
             return f"supervisorctl stop {self.program}"
+        if self.action == "freeze":
+            return f"kill -STOP {self.program}" + (
+                " and every child process" if self.freeze_tree else " (main process only)"
+            )
         return f"kill -9 {self.program}"
 
 
@@ -170,6 +177,30 @@ INCIDENTS: dict[str, Incident] = {
             "postgres",
             "stop",
             program="postgres",
+            hard=True,
+            resolve_timeout=120.0,
+        ),
+        # The postmaster alone stopped: existing sessions (the pools', the exporter's) keep working, no new one opens.
+        Incident(
+            "database-no-new-connections",
+            "PostgreSQL's postmaster stopped (SIGSTOP): existing sessions work, no new one opens",
+            "DatabaseNoNewConnections",
+            "critical",
+            "postgres",
+            "freeze",
+            program="postgres",
+            hard=True,
+        ),
+        # Every PostgreSQL process stopped, as a storage stall does: nothing answers, the exporter's scrape times out.
+        Incident(
+            "database-hung",
+            "every PostgreSQL process stopped (SIGSTOP), as in a storage stall",
+            "DatabaseDown",
+            "critical",
+            "postgres",
+            "freeze",
+            program="postgres",
+            freeze_tree=True,
             hard=True,
             resolve_timeout=120.0,
         ),
@@ -600,6 +631,7 @@ class Drill:
         self._traffic_thread: threading.Thread | None = None
         self._fault_on = False
         self._killed_pid: int | None = None
+        self._frozen: list[int] = []
         self._background: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -750,7 +782,45 @@ class Drill:
                 raise DrillError(f"pid {pid} is {comm!r}, not {incident.program!r}: refusing to kill it")
             os.kill(pid, signal.SIGKILL)
             self._killed_pid = pid
+        elif incident.action == "freeze":
+            self._frozen = self._freeze_targets()
+            self._fault_on = True
+            for pid in self._frozen:
+                os.kill(pid, signal.SIGSTOP)
+            self.log(f"stopped {len(self._frozen)} process(es): {' '.join(map(str, self._frozen))}")
         self.log("fault is on")
+
+    def _freeze_targets(self) -> list[int]:
+        """The program's main process, and with freeze_tree its descendants, refusing a process that is not it."""
+        incident = self.incident
+        state, pid = self.stack.program_state(incident.program or "")
+        if state != "RUNNING" or pid is None:
+            raise DrillError(f"{incident.program} is {state}, not RUNNING: nothing to stop")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        if comm != incident.program:
+            raise DrillError(f"pid {pid} is {comm!r}, not {incident.program!r}: refusing to stop it")
+        pids = [pid]
+        if incident.freeze_tree:
+            children: dict[int, list[int]] = {}
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # the process ended meanwhile
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            index = 0
+            while index < len(pids):
+                pids.extend(children.get(pids[index], []))
+                index += 1
+        return pids
+
+    def _thaw(self) -> None:
+        for pid in reversed(self._frozen):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self._frozen = []
 
     def _start_traffic(self) -> None:
         loadgen = load_loadgen()
@@ -889,6 +959,11 @@ class Drill:
             if "started" not in done.stdout and "already started" not in done.stdout:
                 self.fail(f"supervisorctl start {incident.program}: {done.stdout}{done.stderr}")
             self.log(f"{incident.program} started again")
+        elif incident.action == "freeze":
+            self._thaw()
+            self._fault_on = False
+            self.result.recovered = time.time()
+            self.log(f"{incident.program} continued (SIGCONT)")
         elif incident.action == "kill":
             # Nothing to undo: supervisord restarts the process; "recovered" is when it runs again.
             deadline = time.monotonic() + 60
@@ -937,6 +1012,8 @@ class Drill:
                     http_json("DELETE", self.stack.admin(self.incident.service, "/admin/faults"))
                 elif self.incident.action == "stop":
                     self.stack.supervisorctl("start", self.incident.program or "")
+                elif self.incident.action == "freeze":
+                    self._thaw()
             except OSError as e:
                 self.log(f"cleanup failed: {e}")
             self._fault_on = False

@@ -6,7 +6,8 @@ The tests run in file order:
   1. steady load: 75 s of mixed traffic with NO alert pending, firing or notified, and no 5xx;
   2. drills with ops/incidents/incident.py (the code behind `make incident`): service-killed (its alert,
      ServiceRestarted, only resolves after its 5 minute window, so its resolution is checked at the very end),
-     5xx-burst, slow-api, database-down (last: the 503s of the outage linger in the 1 minute error windows).
+     5xx-burst, slow-api, database-no-new-connections (only the postmaster stopped), database-down (last: the
+     503s of the outage linger in the 1 minute error windows).
      Each asserts that the expected alert fired, reached exactly the sinks its severity routes to (all four are
      critical: e-mail and Slack) within its budget (hard failures 30 s, the others 2 minutes), and resolved, with
      RESOLVED notifications, after the fault was removed.
@@ -161,6 +162,8 @@ def test_incident_lists_every_incident_with_its_alert():
         "memory-leak",
         "cpu-burn",
         "database-down",
+        "database-no-new-connections",
+        "database-hung",
         "slow-queries",
         "service-killed",
         "service-down",
@@ -317,6 +320,12 @@ def test_5xx_burst_notifies_both_sinks_within_2_min_and_resolves(platform):
 
 def test_slow_api_notifies_both_sinks_within_2_min_and_resolves(platform):
     result = platform.drill("slow-api").run()
+    assert_contract(result)
+
+
+def test_database_no_new_connections_notifies_both_sinks_within_30_s_and_resolves(platform):
+    # Only the postmaster is stopped: pg_up and readiness stay green, the fresh-session probe sees it.
+    result = platform.drill("database-no-new-connections").run()
     assert_contract(result)
 
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ RULES_DIR = PLATFORM / "prometheus" / "rules"
 RULE_TESTS_DIR = PLATFORM / "prometheus" / "tests"
 RUNBOOKS_DIR = REPO / "docs" / "runbooks"
 RENDER = PLATFORM / "prometheus" / "render.py"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # The sinks need Debian's aiosmtpd, which only Debian's interpreter has.
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -175,3 +177,48 @@ def slack_sink(tmp_path):
 def rendered(tmp_path_factory) -> Path:
     """prometheus.yml and alertmanager.yml rendered with the default ports."""
     return render(tmp_path_factory.mktemp("rendered"))
+
+
+def as_cluster_owner(cmd: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root; the Debian package's `postgres` account runs it then.
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture
+def cluster():
+    """A throw-away PostgreSQL 15 cluster on a free loopback port (trust authentication), stopped afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="vigie-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    data, port = base / "data", free_port()
+    pg_ctl = tool(str(PG_BIN / "pg_ctl"))
+    assert_ok(
+        run(
+            as_cluster_owner(
+                [
+                    tool(str(PG_BIN / "initdb")),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "--no-instructions",
+                ]
+            ),
+            timeout=60,
+        )
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    assert_ok(
+        run(
+            as_cluster_owner([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"]),
+            timeout=60,
+        )
+    )
+    try:
+        yield {"port": port, "pg_ctl": pg_ctl, "data": data}
+    finally:
+        run(as_cluster_owner([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), timeout=30)
+        shutil.rmtree(base, ignore_errors=True)

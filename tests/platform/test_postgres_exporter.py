@@ -9,62 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
-import pytest
 import requests
-from conftest import PLATFORM, assert_ok, free_port, run, tool, wait_until
+from conftest import PG_BIN, PLATFORM, as_cluster_owner, assert_ok, free_port, run, tool, wait_until
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 QUERIES = PLATFORM / "prometheus" / "postgres-exporter-queries.yml"
-
-
-def as_cluster_owner(cmd: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root; the Debian package's `postgres` account runs it then.
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-@pytest.fixture
-def cluster():
-    base = Path(tempfile.mkdtemp(prefix="vigie-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-    data, port = base / "data", free_port()
-    pg_ctl = tool(str(PG_BIN / "pg_ctl"))
-    assert_ok(
-        run(
-            as_cluster_owner(
-                [
-                    tool(str(PG_BIN / "initdb")),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "--no-sync",
-                    "--no-instructions",
-                ]
-            ),
-            timeout=60,
-        )
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    assert_ok(
-        run(
-            as_cluster_owner([pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"]),
-            timeout=60,
-        )
-    )
-    try:
-        yield {"port": port, "pg_ctl": pg_ctl, "data": data}
-    finally:
-        run(as_cluster_owner([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def metrics(url: str) -> dict[str, float]:
