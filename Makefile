@@ -8,7 +8,7 @@ CXX_SOURCES = $(shell git ls-files 'services/*.cpp' 'services/*.hpp')
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' 'deploy/local/vigie-local' '.ci/run')
 
 .PHONY: help deps check-deps build build-asan build-fuzz up down status test lint format test-unit test-asan \
-        fuzz-smoke test-python test-drills clean load incident drill bench test-containers test-fresh
+        fuzz-smoke test-python test-drills clean load incident drill bench test-containers test-quick test-fresh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -86,6 +86,12 @@ test-drills: build ## end-to-end incident drills on an isolated stack (about 8 m
 # the gateway (services call each other by name), SIGTERM drain with a request in flight; hadolint, Trivy, compose.
 test-containers: deps ## container images: build offline, run, smoke, drain; hadolint, Trivy, compose profiles
 	VIGIE_CONTAINER_TESTS=1 $(PYTEST) -s tests/containers
+
+# The developer's loop (a few minutes warm); `make test` stays the full suite CI runs.
+test-quick: build ## C++ unit tests, lint of the files changed since main, the stack-free pytest suites (minutes)
+	ctest --preset release -j2
+	tools/lint-changed.sh
+	$(PYTEST) -q tests/tools tests/platform tests/logging/test_production_configs.py
 
 test-fresh: ## the README's commands on a throwaway fresh Debian 12 container: cold times (~45 min, on demand)
 	tools/fresh-machine.sh $(if $(TEST_MINUTES),--test-minutes $(TEST_MINUTES))

@@ -12,7 +12,7 @@ Runs, in a new container from debian:bookworm-slim (made from Debian packages by
   kind trusts), git clone of HEAD,
   make deps, make build, make up (must reach the final table), make status, make down,
   then make test for at most N minutes (default 10; 0 skips it): long enough to see the suite start testing.
-Prints each step's time; the whole log goes to var/fresh-machine/<UTC time>.log. Needs root and Docker
+Prints each step's time; the whole log goes to build/fresh-machine/<UTC time>.log. Needs root and Docker
 (tools/docker.sh starts dockerd). Takes ~45 min on 2 cores: it is `make test-fresh`, not part of `make test`.
 USAGE
 }
@@ -39,8 +39,8 @@ revision=$(git -C "$root" rev-parse --short HEAD)
 [[ -z "$(git -C "$root" status --porcelain --untracked-files=no)" ]] ||
     echo "fresh-machine: note: uncommitted changes are not part of the run (it clones HEAD $revision)" >&2
 "$root/tools/docker.sh" base
-mkdir -p "$root/var/fresh-machine"
-log="$root/var/fresh-machine/$(date -u +%Y%m%dT%H%M%SZ).log"
+mkdir -p "$root/build/fresh-machine"
+log="$root/build/fresh-machine/$(date -u +%Y%m%dT%H%M%SZ).log"
 name="vigie-fresh-$$"
 trap 'docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
 

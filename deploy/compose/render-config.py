@@ -32,6 +32,7 @@ HOSTS = {
     "VIGIE_USER_ADMIN_PORT": "user",
     "VIGIE_ORDER_PORT": "order",
     "VIGIE_ORDER_ADMIN_PORT": "order",
+    "VIGIE_POSTGRES_PORT": "postgres",
     "VIGIE_PROMETHEUS_PORT": "prometheus",
     "VIGIE_ALERTMANAGER_PORT": "alertmanager",
     "VIGIE_NODE_EXPORTER_PORT": "node-exporter",
@@ -89,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(header + text, encoding="utf-8")
             tmp.replace(target)
             print(target)
+        # The blackbox modules with the fresh-session probe (its bytes carry the probe role's password).
+        blackbox = args.out_dir / "blackbox.yml"
+        tmp = blackbox.with_suffix(".tmp")
+        tmp.write_text(render.render_blackbox(os.environ.get("PROBE_PASSWORD")), encoding="utf-8")
+        tmp.chmod(0o600)
+        tmp.replace(blackbox)
+        print(blackbox)
         # prometheus.yml discovers Jaeger from targets/jaeger.json (the local platform writes it only when Jaeger
         # runs). Under compose Jaeger is the `jaeger` service of the tracing profile, its metrics on 8888.
         targets = args.out_dir / "targets" / "jaeger.json"

@@ -110,16 +110,16 @@ def yaml_double_quoted(data: bytes) -> str:
     return '"' + "".join(chr(b) if 0x20 <= b < 0x7F and chr(b) not in '"\\' else f"\\x{b:02x}" for b in data) + '"'
 
 
-def render_blackbox(password_file: Path | None) -> str:
+def render_blackbox(password: str | None) -> str:
     """The blackbox exporter's modules: blackbox.yml as it is, plus postgres_session when the probe's password is
     known. That module opens a new PostgreSQL session on every probe (the exporter's long-lived connection cannot
     see a postmaster that accepts no new ones) and succeeds when the query's marker comes back within 3 s."""
     text = BLACKBOX_MODULES.read_text(encoding="utf-8")
-    if password_file is None:
+    if password is None:
         return text
-    password = password_file.read_text(encoding="utf-8").strip()
+    password = password.strip()
     if not password or len(password) > 64:
-        raise RenderError(f"{password_file}: expected the probe role's password (1-64 characters)")
+        raise RenderError("the probe role's password must have 1-64 characters")
     return (
         text
         + f"""  # Rendered by {Path(__file__).name} (the password comes from the secret file; this output is 0600).
@@ -150,7 +150,8 @@ def render_all(out_dir: Path, values: dict[str, str]) -> list[Path]:
     password_file = os.environ.get("VIGIE_POSTGRES_PROBE_PASSWORD_FILE")
     target = out_dir / "blackbox.yml"
     tmp = target.with_suffix(".yml.tmp")
-    tmp.write_text(render_blackbox(Path(password_file) if password_file else None), encoding="utf-8")
+    password = Path(password_file).read_text(encoding="utf-8") if password_file else None
+    tmp.write_text(render_blackbox(password), encoding="utf-8")
     tmp.chmod(0o600)
     tmp.replace(target)
     written.append(target)
