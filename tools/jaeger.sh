@@ -7,8 +7,8 @@ usage() {
     cat <<'USAGE'
 Usage: tools/jaeger.sh install | path
   install   build the pinned Jaeger v2 into ${VIGIE_TOOL_CACHE:-~/.cache/vigie}/jaeger/<version>/ unless it is
-            already there (about 19 minutes on 2 busy cores the
-            first time, then instant)
+            already there (about 4 minutes on 2 idle cores, up to
+            19 on a busy machine, the first time; then instant)
   path      print the path of the cached binary (exit 1 when it is not built yet)
 USAGE
 }
@@ -26,7 +26,7 @@ install() {
     local partial="$binary.partial.$$"
     trap 'rm -f "$partial"' EXIT
     # Only the one command is built; the module and build caches are shared with the other Go tools (tools/go.sh).
-    "$root/tools/go.sh" build "Jaeger $version" 19 "$module_dir" -- \
+    "$root/tools/go.sh" build "Jaeger $version" 5 "$module_dir" -- \
         build -trimpath -ldflags=-s -o "$partial" github.com/jaegertracing/jaeger/cmd/jaeger
     mv "$partial" "$binary"  # only a complete binary ever has the final name
     trap - EXIT

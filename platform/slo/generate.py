@@ -8,8 +8,8 @@
 One definition per service (platform/slo/<service>.yml, Sloth's prometheus/v1 spec) is the single source; the
 generated files are committed so Prometheus and promtool tests use them without Sloth, and `--check` (run by the
 test suite) keeps them current. Sloth is not packaged for Debian: it is built once from the Go module proxy at the
-pinned version (tools/go.sh) into ~/.cache/vigie/sloth/<version>/bin ($VIGIE_TOOL_CACHE) (about 11 minutes on
-2 busy cores, then cached). Stdlib only.
+pinned version (tools/go.sh) into ~/.cache/vigie/sloth/<version>/bin ($VIGIE_TOOL_CACHE) (about 2 minutes on
+2 idle cores, 11 on a busy machine; then cached). Stdlib only.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def install_sloth() -> Path:
         return SLOTH
     env = dict(os.environ, GOBIN=str(SLOTH.parent))
     # tools/go.sh brings the pinned Go and the caches every Go tool shares, and reports progress.
-    build = [str(ROOT / "tools" / "go.sh"), "build", f"Sloth {SLOTH_VERSION}", "11", str(ROOT), "--"]
+    build = [str(ROOT / "tools" / "go.sh"), "build", f"Sloth {SLOTH_VERSION}", "3", str(ROOT), "--"]
     try:
         subprocess.run(
             [*build, "install", "-trimpath", "-ldflags=-s", f"{SLOTH_MODULE}@{SLOTH_VERSION}"],
