@@ -91,7 +91,8 @@ test-containers: deps ## container images: build offline, run, smoke, drain; had
 test-quick: build ## C++ unit tests, lint of the files changed since main, the stack-free pytest suites (minutes)
 	ctest --preset release -j2
 	tools/lint-changed.sh
-	$(PYTEST) -q tests/tools tests/platform tests/logging/test_production_configs.py
+	$(PYTEST) -q tests/tools tests/platform
+	$(PYTEST) -q tests/logging/test_production_configs.py  # its own run: each test directory has its own conftest
 
 test-fresh: ## the README's commands on a throwaway fresh Debian 12 container: cold times (~45 min, on demand)
 	tools/fresh-machine.sh $(if $(TEST_MINUTES),--test-minutes $(TEST_MINUTES))
