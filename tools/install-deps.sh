@@ -90,6 +90,11 @@ report_refusals() {
     while read -r verb name locked served _; do
         [[ "$verb" == refuse ]] || continue
         refused=1
+        if [[ "$served" == none ]]; then
+            echo "install-deps: $name: apt knows no version of it at all (apt's lists are missing or stale: run" \
+                "this as root, which refreshes them, or apt-get update)" >&2
+            continue
+        fi
         echo "install-deps: $name: the lock says $locked but the archive serves only ${served//,/, }: another" \
             "upstream version, which someone must review" >&2
     done <<<"$1"

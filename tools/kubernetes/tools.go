@@ -1,6 +1,7 @@
 //go:build tools
 
-// The five Kubernetes components the local cluster runs, and the kubectl of the same version; tools/kubernetes.sh builds each of them.
+// The five Kubernetes components the local cluster runs, and the kubectl of the same version:
+// tools/kubernetes.sh builds each of them (this file only makes `go mod tidy` keep their dependencies).
 package tools
 
 import (
