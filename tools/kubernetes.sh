@@ -19,7 +19,10 @@ USAGE
 root=$(cd "$(dirname "$0")/.." && pwd)
 module_dir="$root/tools/kubernetes"
 version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$module_dir/go.mod")
-[[ "$version" =~ ^v1\.([0-9]+)\.[0-9]+$ ]] || { echo "kubernetes.sh: no k8s.io/kubernetes version in go.mod" >&2; exit 1; }
+if [[ ! "$version" =~ ^v1\.([0-9]+)\.[0-9]+$ ]]; then
+    echo "kubernetes.sh: no k8s.io/kubernetes version in $module_dir/go.mod" >&2
+    exit 1
+fi
 minor=${BASH_REMATCH[1]}
 cache=${VIGIE_TOOL_CACHE:-$HOME/.cache/vigie}
 dest="$cache/kubernetes/$version"
@@ -69,7 +72,10 @@ case "${1:-}" in
     install) (($# == 1)) || { usage >&2; exit 2; }; install ;;
     path)
         (($# == 1)) || { usage >&2; exit 2; }
-        built || { echo "kubernetes.sh: Kubernetes $version is not built; run tools/kubernetes.sh install" >&2; exit 1; }
+        if ! built; then
+            echo "kubernetes.sh: Kubernetes $version is not built; run tools/kubernetes.sh install" >&2
+            exit 1
+        fi
         echo "$dest"
         ;;
     print-replaces) (($# == 1)) || { usage >&2; exit 2; }; print_replaces ;;
