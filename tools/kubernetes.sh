@@ -59,7 +59,8 @@ install() {
 print_replaces() {
     local go mod
     go=$("$root/tools/go.sh" path)
-    mod=$(cd "$module_dir" && GOFLAGS=-mod=mod "$go" mod download -json "k8s.io/kubernetes@$version" |
+    mod=$(cd "$module_dir" && GOFLAGS=-mod=mod GOMODCACHE="$cache/go/mod" "$go" mod download -json \
+        "k8s.io/kubernetes@$version" |
         sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
     [[ -f "$mod" ]] || { echo "kubernetes.sh: could not download k8s.io/kubernetes@$version's go.mod" >&2; exit 1; }
     echo "replace ("
